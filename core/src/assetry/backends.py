@@ -1,0 +1,203 @@
+"""The two backend contracts, `BlobStore` and `Catalog`, and the registration objects plugins return from
+`assetry_storage_backends` / `assetry_catalog_backends`.
+
+Core never implements these; plugins do (`assetry-fsspec`, `assetry-lancedb`). `assetry.testing` holds the
+contract tests every implementation must pass.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import timedelta
+from typing import Any, BinaryIO
+
+import attrs
+
+from assetry.content import Content
+from assetry.errors import NotSupported
+from assetry.model import (
+    Asset,
+    Filter,
+    Hit,
+    LruRow,
+    SearchQuery,
+    StorageUsage,
+    StoredBlob,
+    UsageEvent,
+)
+
+
+class BlobStore(abc.ABC):
+    """Content-addressed blob storage. A blob is named by its digest and written at most once.
+
+    Implementations must publish atomically (a reader never sees a partial blob) and hash with bounded
+    memory whatever the size.
+    """
+
+    algorithm: str
+    """Digest algorithm used for new blobs (``blake3``, ``sha256``)."""
+
+    @abc.abstractmethod
+    def put(self, content: Content) -> StoredBlob:
+        """Store content under its digest, unless a blob with that digest exists (then write nothing)."""
+
+    def put_many(self, contents: Sequence[Content]) -> list[StoredBlob]:
+        """Store several contents. Backends override this to batch or parallelise uploads."""
+        return [self.put(content) for content in contents]
+
+    @abc.abstractmethod
+    def has(self, digest: str) -> bool: ...
+
+    @abc.abstractmethod
+    def open(self, digest: str) -> BinaryIO:
+        """A binary reader over the blob; raises `BlobNotFound`."""
+
+    @abc.abstractmethod
+    def size(self, digest: str) -> int:
+        """Size in bytes; raises `BlobNotFound`."""
+
+    @abc.abstractmethod
+    def delete(self, digest: str) -> None:
+        """Remove the blob; a missing blob is not an error (deletes are retried after crashes)."""
+
+    @abc.abstractmethod
+    def iter_blobs(self) -> Iterator[tuple[str, int]]:
+        """Every stored (digest, size), in no particular order, for fsck and orphan sweeps."""
+
+    def local_path(self, digest: str) -> str | None:
+        """A local file path holding the blob, when the backend is on local disk; else None."""
+        return None
+
+    def signed_url(self, digest: str, expires: timedelta) -> str:
+        """A time-limited URL that serves the blob to a plain HTTP GET."""
+        raise NotSupported(f"the {self.describe()} storage cannot sign download URLs")
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """A short description for logs and `assetry stats`, without credentials or full local paths."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook for backends holding resources
+        """Release resources."""
+
+
+class Catalog(abc.ABC):
+    """The catalog of asset records, their usage counters, and their text and vector indexes.
+
+    Every write method takes a batch and must commit it as O(1) writes, never one per asset. Reads scoped
+    by ``Filter.tenant`` must never return another tenant's rows.
+    """
+
+    @abc.abstractmethod
+    def insert(self, assets: Sequence[Asset]) -> None:
+        """Add new records in one commit. Ids already present are an error (`ValidationError` on ``id``)
+        and nothing of the batch is written."""
+
+    @abc.abstractmethod
+    def upsert(self, assets: Sequence[Asset]) -> None:
+        """Insert or replace records by id, idempotently (seeding built-ins twice leaves the same rows)."""
+
+    @abc.abstractmethod
+    def update(self, assets: Sequence[Asset]) -> None:
+        """Replace the metadata of existing records (usage counters are not touched)."""
+
+    @abc.abstractmethod
+    def delete(self, ids: Collection[str]) -> None:
+        """Remove records and their usage counters; unknown ids are ignored."""
+
+    @abc.abstractmethod
+    def get_many(self, ids: Collection[str], *, tenant: str | None = None) -> dict[str, Asset]:
+        """Records by id (missing ids are absent from the result), usage counters folded in."""
+
+    @abc.abstractmethod
+    def ids_with_prefix(self, prefix: str, *, tenant: str | None = None, limit: int = 10) -> list[str]: ...
+
+    @abc.abstractmethod
+    def find(self, where: Filter, *, order: str, limit: int, offset: int) -> list[Asset]:
+        """Records matching the filter in a stable order (see `assetry.model.ORDERS`)."""
+
+    @abc.abstractmethod
+    def count(self, where: Filter) -> int: ...
+
+    @abc.abstractmethod
+    def search(self, query: SearchQuery) -> list[Hit]:
+        """Full-text, vector or hybrid search; see `SearchQuery`. Rows without a vector never match a
+        vector query."""
+
+    @abc.abstractmethod
+    def record_usage(self, events: Sequence[UsageEvent]) -> None:
+        """Fold a batch of access events into last_used and access counts, in O(1) writes."""
+
+    @abc.abstractmethod
+    def digest_references(self, digests: Collection[str]) -> dict[str, int]:
+        """How many records reference each digest (digests with no record map to 0). Derived from the
+        records themselves, never from a separate counter."""
+
+    @abc.abstractmethod
+    def iter_lru(self, *, tenant: str | None = None) -> Iterator[LruRow]:
+        """Evictable records (not pinned, status available), least recently used first (never-used ones
+        by creation time), ties broken by id."""
+
+    @abc.abstractmethod
+    def storage_usage(self, *, tenant: str | None = None) -> StorageUsage: ...
+
+    @abc.abstractmethod
+    def counts_by_kind(self, *, tenant: str | None = None) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    def iter_digests(self) -> Iterator[str]:
+        """Every digest referenced by any record, each once (for fsck and orphan sweeps)."""
+
+    def compact(self) -> None:  # noqa: B027 - optional for backends with nothing to compact
+        """Merge small writes and drop old versions; safe while other processes read."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """A short description for logs and `assetry stats`, without credentials or full local paths."""
+
+    def close(self) -> None:  # noqa: B027
+        """Release resources."""
+
+
+@attrs.frozen
+class StorageBackend:
+    """What a storage plugin registers: a name (``[storage] backend``) and a factory.
+
+    ``options_type`` is an attrs class for the ``[storage.options]`` table; core validates the table
+    against it (unknown keys, wrong types) and passes the instance to the factory.
+    """
+
+    name: str
+    factory: Callable[[StorageSpec], BlobStore]
+    options_type: type[Any] | None = None
+    description: str = ""
+
+
+@attrs.frozen
+class CatalogBackend:
+    """What a catalog plugin registers: a name (``[catalog] backend``) and a factory."""
+
+    name: str
+    factory: Callable[[CatalogSpec], Catalog]
+    options_type: type[Any] | None = None
+    description: str = ""
+
+
+@attrs.frozen
+class StorageSpec:
+    """Everything a storage factory needs. ``options`` is an ``options_type`` instance (or None)."""
+
+    url: str
+    digest: str
+    options: Any = None
+
+
+@attrs.frozen
+class CatalogSpec:
+    """Everything a catalog factory needs. ``dimension`` is the vector length (``[vectors] dimension``);
+    ``metric`` the distance (``cosine``, ``l2``, ``dot``)."""
+
+    url: str
+    dimension: int
+    metric: str
+    options: Any = None

@@ -1,0 +1,1 @@
+"""assetry plugin."""
