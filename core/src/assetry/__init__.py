@@ -40,17 +40,10 @@ __all__ = [
     "Provenance",
     "SourceError",
     "Status",
+    "Store",
     "ValidationError",
     "hookimpl",
     "open",
 ]
 
-
-def __getattr__(name: str) -> object:
-    # `assetry.open` and `Store` pull in the orchestration layer; import it lazily so that plugins
-    # importing `assetry.hookimpl` at load time do not import the store (and its imports) in a cycle.
-    if name in ("open", "Store"):
-        from assetry import store
-
-        return getattr(store, name)
-    raise AttributeError(name)
+from assetry.store import Store, open  # noqa: E402 - after hookimpl, which plugins import

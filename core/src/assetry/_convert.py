@@ -107,6 +107,10 @@ def _str_tuple(value: Any, _: type) -> tuple[str, ...]:
     return tuple(_strict_str(v, str) for v in value)
 
 
+def _equals(target: Any) -> Any:
+    return lambda t: t == target
+
+
 def _make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(int, _strict_int)
@@ -124,7 +128,7 @@ def _make_converter() -> cattrs.Converter:
         (tuple[float, ...], _float_tuple),
         (tuple[str, ...], _str_tuple),
     ):
-        conv.register_structure_hook_func(lambda t, g=generic: t == g, hook)
+        conv.register_structure_hook_func(_equals(generic), hook)
     conv.register_unstructure_hook_func(lambda t: t == Mapping[str, Any], dict)
     return conv
 
@@ -153,10 +157,10 @@ def first_error(exc: BaseException, prefix: str = "") -> tuple[str | None, str]:
         for inner in without:
             return first_error(inner, prefix)
     if isinstance(exc, IterableValidationError):
-        with_notes, without = exc.group_exceptions()
-        for inner, note in with_notes:
-            return first_error(inner, f"{prefix}[{note.index}]")
-        for inner in without:
+        indexed, unindexed = exc.group_exceptions()
+        for inner, index_note in indexed:
+            return first_error(inner, f"{prefix}[{index_note.index}]")
+        for inner in unindexed:
             return first_error(inner, prefix)
     if isinstance(exc, ValidationError) and exc.field:
         # attrs validators name the attribute; qualify it with where the class sits.
@@ -166,7 +170,9 @@ def first_error(exc: BaseException, prefix: str = "") -> tuple[str | None, str]:
     return prefix or None, _describe(exc)
 
 
-def structure(data: Any, cls: type[T], *, error: type[ValidationError] = ValidationError, prefix: str = "") -> T:
+def structure(
+    data: Any, cls: type[T], *, error: type[ValidationError] = ValidationError, prefix: str = ""
+) -> T:
     """Structure ``data`` into ``cls``; any failure raises ``error`` naming the offending key."""
     try:
         return converter.structure(data, cls)

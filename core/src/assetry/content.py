@@ -104,7 +104,7 @@ class Content:
             spool.close()
             raise
         spool.seek(0)
-        return cls(name=name, size=size, spool=spool)  # type: ignore[arg-type]
+        return cls(name=name, size=size, spool=spool)
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -122,7 +122,7 @@ class Content:
             return io.BytesIO(self._data)
         assert self._spool is not None
         self._spool.seek(0)
-        return _Unclosable(self._spool)
+        return io.BufferedReader(_Unclosable(self._spool))
 
     def head(self, size: int = HEAD_SIZE) -> bytes:
         """The first bytes, for sniffing; cached."""

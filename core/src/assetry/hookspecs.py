@@ -27,7 +27,7 @@ hookspec = pluggy.HookspecMarker("assetry")
 
 
 @hookspec
-def assetry_storage_backends() -> Iterable[StorageBackend]:
+def assetry_storage_backends() -> Iterable[StorageBackend] | None:
     """Register blob storage backends.
 
     Return `assetry.backends.StorageBackend` objects. ``[storage] backend`` in the configuration picks one
@@ -36,7 +36,7 @@ def assetry_storage_backends() -> Iterable[StorageBackend]:
 
 
 @hookspec
-def assetry_catalog_backends() -> Iterable[CatalogBackend]:
+def assetry_catalog_backends() -> Iterable[CatalogBackend] | None:
     """Register catalog backends.
 
     Return `assetry.backends.CatalogBackend` objects. ``[catalog] backend`` picks one by name; two plugins
@@ -45,7 +45,7 @@ def assetry_catalog_backends() -> Iterable[CatalogBackend]:
 
 
 @hookspec
-def assetry_config_sections() -> Mapping[str, type[Any]]:
+def assetry_config_sections() -> Mapping[str, type[Any]] | None:
     """Claim top-level configuration tables for a plugin.
 
     Return a mapping of table name to an attrs class. Core validates the table against the class (unknown

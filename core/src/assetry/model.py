@@ -127,7 +127,9 @@ def _check_tags(_: object, attribute: attrs.Attribute[Any], value: tuple[str, ..
         if not tag.strip():
             _fail(attribute, "tags must not be empty")
         if len(tag) > MAX_TAG_LENGTH or any(ch in tag for ch in "\x00\n\r,"):
-            _fail(attribute, f"{tag[:40]!r} is not a valid tag (one line, no comma, <= {MAX_TAG_LENGTH} chars)")
+            _fail(
+                attribute, f"{tag[:40]!r} is not a valid tag (one line, no comma, <= {MAX_TAG_LENGTH} chars)"
+            )
 
 
 def _check_media_type(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
@@ -214,7 +216,9 @@ class Provenance:
     prompt: str | None = attrs.field(default=None, validator=_check_optional_text)
     negative_prompt: str | None = attrs.field(default=None, validator=_check_optional_text)
     seed: int | None = attrs.field(default=None, validator=_check_seed)
-    parameters: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, validator=_check_json)
+    parameters: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=_frozen_mapping, validator=_check_json
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -296,10 +300,26 @@ class Asset:
 
 
 # Fields a caller may change with `Store.update`; content, identity and usage are not among them.
-UPDATABLE_FIELDS = frozenset(
-    {"label", "kind", "media_type", "created_by", "project", "tags", "width", "height", "duration",
-     "extra", "embedding", "pinned"}
-) | PROVENANCE_FIELDS | LINK_FIELDS
+UPDATABLE_FIELDS = (
+    frozenset(
+        {
+            "label",
+            "kind",
+            "media_type",
+            "created_by",
+            "project",
+            "tags",
+            "width",
+            "height",
+            "duration",
+            "extra",
+            "embedding",
+            "pinned",
+        }
+    )
+    | PROVENANCE_FIELDS
+    | LINK_FIELDS
+)
 
 
 @attrs.frozen
@@ -338,6 +358,7 @@ class Filter:
     model: str | None = None
     seed: int | None = None
     digest: str | None = None
+    digests: tuple[str, ...] | None = None
     label: str | None = None
     pinned: bool | None = None
     created_after: datetime | None = None

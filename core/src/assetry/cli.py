@@ -1,0 +1,683 @@
+"""The ``assetry`` command line: the Python API, nothing more, for people and scripts (``--json``)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from assetry import _convert
+from assetry.config import CONFIG_FILENAME, load_config, redact_url
+from assetry.errors import AssetryError, ConfigError, SourceError
+from assetry.model import ORDERS, Asset, Hit, Kind
+from assetry.plugins import get_plugin_manager
+from assetry.store import Store, iter_files
+
+log = logging.getLogger(__name__)
+
+
+# -- shared plumbing ----------------------------------------------------------------------------------------
+
+
+class Context:
+    """What every command gets: global options, and the store, opened on first use and closed at exit."""
+
+    def __init__(self, config: str | None, root: str | None, tenant: str | None) -> None:
+        self.config_path = config
+        self.root = root
+        self.tenant = tenant
+        self._store: Store | None = None
+
+    def store(self) -> Store:
+        if self._store is None:
+            from assetry.store import open as open_store
+
+            self._store = open_store(self.config_path, root=self.root, tenant=self.tenant)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def asset_json(asset: Asset, *, embedding: bool = False) -> dict[str, Any]:
+    data: dict[str, Any] = _convert.unstructure(asset)
+    if not embedding:
+        data.pop("embedding", None)
+        data["has_embedding"] = asset.embedding is not None
+    return data
+
+
+def human_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(size) < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def ago(when: datetime | None) -> str:
+    if when is None:
+        return "never"
+    seconds = (datetime.now(UTC) - when).total_seconds()
+    for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= span:
+            return f"{int(seconds // span)}{unit} ago"
+    return "just now"
+
+
+def short(text: str | None, width: int) -> str:
+    if not text:
+        return ""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_table(rows: Sequence[Sequence[str]], headers: Sequence[str]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def asset_rows(assets: Sequence[Asset]) -> list[list[str]]:
+    return [
+        [a.id[:12], a.kind.value, human_size(a.size), short(a.label, 32), short(a.provenance.prompt, 48)]
+        for a in assets
+    ]
+
+
+ASSET_HEADERS = ("ID", "KIND", "SIZE", "LABEL", "PROMPT")
+
+
+def parse_meta(pairs: Sequence[str]) -> dict[str, Any]:
+    """``k=v`` pairs; values that parse as JSON (numbers, true, lists) keep their type."""
+    meta: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--meta")
+        try:
+            meta[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            meta[key.strip()] = value
+    return meta
+
+
+def expand_paths(patterns: Sequence[str], recursive: bool) -> list[Path]:
+    """Files named by the arguments: files, directories (walked) and glob patterns (quoted by the user)."""
+    files: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.exists() or not glob.has_magic(pattern):
+            matches = [path]
+        else:
+            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
+            if not matches:
+                raise SourceError(pattern, "the pattern matches no file")
+        for match in matches:
+            if match.is_dir():
+                files.extend(iter_files(match, recursive))
+            else:
+                files.append(match)
+    return files
+
+
+def read_embedding_file(path: str, files: Sequence[Path]) -> dict[Path, list[float]]:
+    """``--embedding-file``: a JSON list (one file added) or an object mapping file names to lists."""
+    name = Path(path).name
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SourceError(name, "no such file") from None
+    except (OSError, ValueError) as exc:
+        raise SourceError(name, f"not a readable JSON file: {exc}") from None
+    if isinstance(data, list):
+        if len(files) != 1:
+            raise SourceError(
+                name, "a single vector needs exactly one file; use an object {file name: vector}"
+            )
+        return {files[0]: data}
+    if isinstance(data, dict):
+        by_name = {f.name: f for f in files}
+        result = {}
+        for key, vector in data.items():
+            target = by_name.get(Path(key).name)
+            if target is None:
+                raise SourceError(name, f"names {key!r}, which is not among the files added")
+            result[target] = vector
+        return result
+    raise SourceError(name, "expected a JSON list of numbers or an object of them")
+
+
+def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The filters shared by ls, search and gc reports."""
+    options = [
+        click.option(
+            "--kind",
+            "kinds",
+            multiple=True,
+            type=click.Choice([k.value for k in Kind]),
+            help="Asset kind (repeatable: any of).",
+        ),
+        click.option("--tag", "tags", multiple=True, help="Has this tag (repeatable: all of)."),
+        click.option("--any-tag", "any_tags", multiple=True, help="Has any of these tags (repeatable)."),
+        click.option("--project", help="In this project."),
+        click.option("--mime", "media_type", help="Media type prefix, e.g. image/ or image/png."),
+        click.option("--model", help="Generated by this model."),
+        click.option("--agent", "agent_id", help="Produced by this agent."),
+        click.option("--conversation", "conversation_id", help="Linked to this conversation."),
+        click.option("--task", "task_id", help="Produced by this task."),
+        click.option("--since", "created_after", type=click.DateTime(), help="Created at or after."),
+        click.option("--before", "created_before", type=click.DateTime(), help="Created before."),
+        click.option("--min-size", help="At least this size (e.g. 1MB)."),
+        click.option("--max-size", help="At most this size."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def collect_filters(kw: dict[str, Any]) -> dict[str, Any]:
+    filters: dict[str, Any] = {}
+    for key in ("kinds", "tags", "any_tags"):
+        if kw.get(key):
+            filters["kind" if key == "kinds" else key] = list(kw.pop(key))
+        else:
+            kw.pop(key, None)
+    for key in (
+        "project",
+        "media_type",
+        "model",
+        "agent_id",
+        "conversation_id",
+        "task_id",
+        "min_size",
+        "max_size",
+    ):
+        value = kw.pop(key, None)
+        if value is not None:
+            filters[key] = value
+    for key in ("created_after", "created_before"):
+        value = kw.pop(key, None)
+        if value is not None:
+            filters[key] = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return filters
+
+
+# -- the group ----------------------------------------------------------------------------------------------
+
+
+class AssetryGroup(click.Group):
+    """Turns assetry's own errors into one clear line and exit status 1, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AssetryError as exc:
+            raise click.ClickException(redact_url(str(exc))) from None
+
+
+@click.group(cls=AssetryGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    "config",
+    type=click.Path(dir_okay=False),
+    envvar="ASSETRY_CONFIG",
+    help=f"Configuration file (default: {CONFIG_FILENAME} here or in a parent directory).",
+)
+@click.option("--root", help="Store location (directory or URL); overrides [store] root.")
+@click.option("--tenant", help="Tenant to work in (default: [store] tenant).")
+@click.option("-v", "--verbose", count=True, help="Log what happens (-v info, -vv debug).")
+@click.version_option(package_name="assetry-core", prog_name="assetry")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, root: str | None, tenant: str | None, verbose: int) -> None:
+    """assetry: store, index, find and evict the files AI systems generate and use."""
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    state = Context(config, root, tenant)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--dimension", type=int, default=1536, show_default=True, help="Embedding length.")
+@click.option("--metric", type=click.Choice(["cosine", "l2", "dot"]), default="cosine", show_default=True)
+def init(directory: str, dimension: int, metric: str) -> None:
+    """Create assetry.toml and an empty store (in .assetry/) in DIRECTORY."""
+    target = Path(directory)
+    config_file = target / CONFIG_FILENAME
+    if config_file.exists():
+        raise click.ClickException(f"{CONFIG_FILENAME} already exists in {target.name or 'this directory'}")
+    if dimension <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--dimension")
+    target.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(
+        "# assetry configuration: see docs/config.md\n"
+        '[store]\nroot = ".assetry"\n\n'
+        f'[vectors]\ndimension = {dimension}\nmetric = "{metric}"\n'
+    )
+    from assetry.store import open as open_store
+
+    with open_store(config_file):
+        pass
+    click.echo(f"Initialised an assetry store in {(target / '.assetry').name}/ with {CONFIG_FILENAME}.")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--label", help="Display name (default: the file name).")
+@click.option(
+    "--kind", type=click.Choice([k.value for k in Kind]), help="Asset kind (default: from the type)."
+)
+@click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
+@click.option("--project", help="Project or collection.")
+@click.option("--prompt", help="Generation prompt.")
+@click.option("--negative-prompt", help="Negative prompt.")
+@click.option("--model", help="Model that generated it.")
+@click.option("--seed", type=int, help="Generation seed.")
+@click.option("--meta", "meta", multiple=True, help="Extra metadata key=value (repeatable; JSON values).")
+@click.option("--created-by", help="Who created it.")
+@click.option("--agent", "agent_id", help="Agent that produced it.")
+@click.option("--conversation", "conversation_id", help="Conversation it belongs to.")
+@click.option("--task", "task_id", help="Task that produced it.")
+@click.option(
+    "--embedding-file",
+    type=click.Path(dir_okay=False),
+    help="JSON vector (one file) or {file name: vector} object.",
+)
+@click.option("--pin", is_flag=True, help="Protect from quota eviction.")
+@click.option(
+    "--on-duplicate",
+    type=click.Choice(["skip", "keep"]),
+    default="skip",
+    show_default=True,
+    help="Same content, label and project already cataloged: reuse it, or add another asset.",
+)
+@click.option("--no-recursive", is_flag=True, help="Do not descend into subdirectories.")
+@json_option
+@pass_context
+def add(
+    state: Context,
+    /,
+    paths: tuple[str, ...],
+    no_recursive: bool,
+    embedding_file: str | None,
+    meta: tuple[str, ...],
+    on_duplicate: str,
+    pin: bool,
+    as_json: bool,
+    **fields: Any,
+) -> None:
+    """Add files, directories or glob patterns to the store."""
+    files = expand_paths(paths, recursive=not no_recursive)
+    if not files:
+        raise click.ClickException("no files to add")
+    common = {k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items() if v not in (None, ())}
+    if meta:
+        common["extra"] = parse_meta(meta)
+    if pin:
+        common["pinned"] = True
+    vectors = read_embedding_file(embedding_file, files) if embedding_file else {}
+    items = [(f, {"embedding": vectors[f]} if f in vectors else {}) for f in files]
+    store = state.store()
+    show_bar = len(files) > 1 and not as_json
+    with click.progressbar(length=len(files), label="Adding", file=sys.stderr, hidden=not show_bar) as bar:
+        report = store.add_many(items, on_duplicate=on_duplicate, progress=bar.update, **common)  # type: ignore[arg-type]
+    if as_json:
+        emit_json(
+            {
+                "added": report.added,
+                "duplicates": report.duplicates,
+                "blobs_written": report.blobs_written,
+                "bytes_written": report.bytes_written,
+                "assets": [asset_json(a) for a in report.assets],
+            }
+        )
+        return
+    if len(report.assets) == 1:
+        asset = report.assets[0]
+        verb = "Added" if report.added else "Already present:"
+        click.echo(f"{verb} {asset.id}  {asset.label}  ({asset.kind.value}, {human_size(asset.size)})")
+    else:
+        click.echo(
+            f"Added {report.added} assets ({report.duplicates} already present); "
+            f"{report.blobs_written} new blobs, {human_size(report.bytes_written)} written."
+        )
+
+
+@cli.command(name="ls")
+@filter_options
+@click.option("--order", type=click.Choice(ORDERS), default="-created_at", show_default=True)
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0)
+@json_option
+@pass_context
+def ls(state: Context, /, order: str, limit: int, offset: int, as_json: bool, **kw: Any) -> None:
+    """List assets, newest first, with filters."""
+    page = state.store().find(order=order, limit=limit, offset=offset, **collect_filters(kw))
+    if as_json:
+        emit_json(
+            {
+                "total": page.total,
+                "offset": page.offset,
+                "next_offset": page.next_offset,
+                "items": [asset_json(a) for a in page.items],
+            }
+        )
+        return
+    print_table(asset_rows(page.items), ASSET_HEADERS)
+    shown = f"{page.offset + 1}-{page.offset + len(page.items)}" if page.items else "0"
+    more = f"; next page: --offset {page.next_offset}" if page.next_offset is not None else ""
+    click.echo(f"({shown} of {page.total}{more})", err=True)
+
+
+@cli.command()
+@click.argument("asset_id")
+@click.option("--embedding", is_flag=True, help="Include the embedding vector.")
+@json_option
+@pass_context
+def show(state: Context, /, asset_id: str, embedding: bool, as_json: bool) -> None:
+    """Show everything known about one asset (an id or a unique prefix of one)."""
+    asset = state.store().resolve(asset_id)
+    if as_json:
+        emit_json(asset_json(asset, embedding=embedding))
+        return
+    rows: list[tuple[str, Any]] = [
+        ("id", asset.id),
+        ("label", asset.label),
+        ("kind", asset.kind.value),
+        ("media type", asset.media_type),
+        ("size", f"{human_size(asset.size)} ({asset.size} bytes)"),
+        ("digest", asset.digest),
+        ("status", asset.status.value),
+        ("created", asset.created_at.isoformat(timespec="seconds")),
+        ("created by", asset.created_by),
+        ("tenant", asset.tenant),
+        ("project", asset.project),
+        ("tags", ", ".join(asset.tags)),
+        ("pinned", "yes" if asset.pinned else None),
+        ("dimensions", f"{asset.width}x{asset.height}" if asset.width and asset.height else None),
+        ("duration", f"{asset.duration:.2f} s" if asset.duration else None),
+        ("model", asset.provenance.model),
+        ("prompt", asset.provenance.prompt),
+        ("negative prompt", asset.provenance.negative_prompt),
+        ("seed", asset.provenance.seed),
+        (
+            "parameters",
+            json.dumps(dict(asset.provenance.parameters)) if asset.provenance.parameters else None,
+        ),
+        ("agent", asset.links.agent_id),
+        ("conversation", asset.links.conversation_id),
+        ("message", asset.links.message_id),
+        ("tool call", asset.links.tool_call_id),
+        ("task", asset.links.task_id),
+        ("parents", ", ".join(asset.links.parent_ids)),
+        ("references", ", ".join(asset.links.reference_ids)),
+        ("extra", json.dumps(dict(asset.extra)) if asset.extra else None),
+        ("embedding", f"{len(asset.embedding)} dimensions" if asset.embedding else None),
+        ("last used", ago(asset.last_used)),
+        ("accesses", asset.access_count),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        if value not in (None, ""):
+            click.echo(f"{key.rjust(width)}  {value}")
+
+
+@cli.command()
+@click.argument("asset_id")
+@pass_context
+def cat(state: Context, /, asset_id: str) -> None:
+    """Write an asset's content to standard output."""
+    store = state.store()
+    out = sys.stdout.buffer
+    asset = store.resolve(asset_id)
+    reader = store.open(asset, action="read")
+    with reader:
+        while chunk := reader.read(1024 * 1024):
+            out.write(chunk)
+    out.flush()
+
+
+@cli.command()
+@click.argument("asset_ids", nargs=-1, required=True)
+@click.option("--to", "directory", required=True, type=click.Path(file_okay=False), help="Target directory.")
+@click.option(
+    "--manifest",
+    default="manifest.json",
+    show_default=True,
+    help="Manifest file name (id -> absolute path); '' for none.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace files that already exist.")
+@json_option
+@pass_context
+def export(
+    state: Context, asset_ids: tuple[str, ...], directory: str, manifest: str, overwrite: bool, as_json: bool
+) -> None:
+    """Write assets as real files (named by label) into a directory, with a manifest."""
+    result = state.store().export(list(asset_ids), directory, manifest=manifest or None, overwrite=overwrite)
+    if as_json:
+        emit_json({k: str(v) for k, v in result.items()})
+    else:
+        click.echo(
+            f"Exported {len(result)} assets to {Path(directory).name or directory}/"
+            + (f" (manifest: {manifest})" if manifest else "")
+        )
+
+
+@cli.command()
+@click.argument("text", required=False)
+@click.option("--similar-to", help="Find assets whose embedding is nearest to this asset's.")
+@click.option("--vector-file", type=click.Path(dir_okay=False), help="JSON vector to search with.")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=10, show_default=True)
+@filter_options
+@json_option
+@pass_context
+def search(
+    state: Context,
+    /,
+    text: str | None,
+    similar_to: str | None,
+    vector_file: str | None,
+    limit: int,
+    as_json: bool,
+    **kw: Any,
+) -> None:
+    """Search by prompt/label/tag text, by similarity, or both."""
+    store = state.store()
+    filters = collect_filters(kw)
+    if similar_to and (text or vector_file):
+        raise click.UsageError("--similar-to cannot be combined with TEXT or --vector-file")
+    hits: list[Hit]
+    if similar_to:
+        hits = store.similar(similar_to, limit=limit, **filters)
+    else:
+        vector = None
+        if vector_file:
+            vector = read_embedding_file(vector_file, [Path("query")])[Path("query")]
+        if not text and vector is None:
+            raise click.UsageError("give TEXT, --similar-to or --vector-file")
+        hits = store.search(text, vector=vector, limit=limit, **filters)
+    if as_json:
+        emit_json([{"score": h.score, "distance": h.distance, "asset": asset_json(h.asset)} for h in hits])
+        return
+    rows = [
+        [f"{h.score:.3f}", *row] for h, row in zip(hits, asset_rows([h.asset for h in hits]), strict=True)
+    ]
+    print_table(rows, ("SCORE", *ASSET_HEADERS))
+
+
+@cli.command()
+@click.argument("asset_ids", nargs=-1, required=True)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@pass_context
+def rm(state: Context, /, asset_ids: tuple[str, ...], yes: bool, as_json: bool) -> None:
+    """Delete assets (and their blobs, when no other asset shares them)."""
+    store = state.store()
+    records = [store.resolve(i) for i in asset_ids]
+    if not yes and not as_json:
+        names = ", ".join(f"{r.id[:12]} ({r.label})" for r in records[:5])
+        more = f" and {len(records) - 5} more" if len(records) > 5 else ""
+        click.confirm(f"Delete {names}{more}?", abort=True, err=True)
+    report = store.delete([r.id for r in records])
+    if as_json:
+        emit_json(
+            {
+                "deleted": report.deleted,
+                "spared": report.spared,
+                "blobs_deleted": report.blobs_deleted,
+                "bytes_freed": report.bytes_freed,
+            }
+        )
+    else:
+        click.echo(
+            f"Deleted {len(report.deleted)} assets; freed {human_size(report.bytes_freed)}"
+            + (f"; kept by plugins: {', '.join(report.spared)}" if report.spared else "")
+        )
+
+
+@cli.command()
+@click.option("--quota", help="Target size, e.g. 2GB or 500MiB (default: [gc] quota).")
+@click.option("--dry-run", is_flag=True, help="Show what would be evicted; change nothing.")
+@json_option
+@pass_context
+def gc(state: Context, /, quota: str | None, dry_run: bool, as_json: bool) -> None:
+    """Evict least recently used assets until the store fits the quota."""
+    report = state.store().gc(quota, dry_run=dry_run)
+    if as_json:
+        emit_json(_convert.unstructure(report) | {"freed": report.freed, "over_quota": report.over_quota})
+        return
+    verb = "Would evict" if dry_run else "Evicted"
+    rows = [
+        [e.asset_id[:12], short(e.label, 32), human_size(e.size), ago(e.last_used), human_size(e.freed)]
+        for e in report.evicted
+    ]
+    if rows:
+        print_table(rows, ("ID", "LABEL", "SIZE", "LAST USED", "FREES"))
+    click.echo(
+        f"{verb} {len(report.evicted)} assets: {human_size(report.before)} -> {human_size(report.after)} "
+        f"(quota {human_size(report.quota)})"
+    )
+    if report.over_quota:
+        click.echo("Still over quota: everything left is pinned, pending or kept by a plugin.", err=True)
+
+
+@cli.command()
+@json_option
+@pass_context
+def stats(state: Context, /, as_json: bool) -> None:
+    """Counts and sizes: assets, blobs, bytes stored and saved by deduplication."""
+    s = state.store().stats()
+    if as_json:
+        emit_json(_convert.unstructure(s))
+        return
+    u = s.usage
+    click.echo(f"assets        {u.assets}")
+    click.echo(f"blobs         {u.blobs}")
+    click.echo(f"stored        {human_size(u.stored_bytes)}")
+    click.echo(f"dedup saves   {human_size(u.logical_bytes - u.stored_bytes)}")
+    click.echo("by kind       " + (", ".join(f"{k} {n}" for k, n in sorted(s.by_kind.items())) or "-"))
+    click.echo(f"storage       {s.storage}")
+    click.echo(f"catalog       {s.catalog}")
+
+
+@cli.command()
+@click.argument("asset_id")
+@click.option("--expires", type=click.IntRange(min=1), default=3600, show_default=True, help="Seconds.")
+@pass_context
+def url(state: Context, /, asset_id: str, expires: int) -> None:
+    """Print a time-limited download URL (storage backends that can sign, such as S3)."""
+    store = state.store()
+    click.echo(store.url(store.resolve(asset_id).id, expires=timedelta(seconds=expires)))
+
+
+@cli.command()
+@pass_context
+def compact(state: Context) -> None:
+    """Merge small catalog writes, drop old versions and build missing indexes."""
+    state.store().compact()
+    click.echo("Catalog compacted.")
+
+
+@cli.command()
+@click.option("--all", "show_all", is_flag=True, help="Also list hooks of each plugin.")
+@json_option
+@pass_context
+def plugins(state: Context, /, show_all: bool, as_json: bool) -> None:
+    """List installed plugins, their versions and the hooks each implements."""
+    try:
+        block = load_config(state.config_path).plugins.block
+    except ConfigError:
+        block = ()
+    infos = get_plugin_manager(block=block).describe()
+    if as_json:
+        emit_json([_convert.unstructure(i) for i in infos])
+        return
+    for info in infos:
+        click.echo(f"{info.name} {info.version or ''}  [{info.status}]".replace("  [loaded]", ""))
+        if show_all or info.status == "loaded":
+            for hook in info.hooks:
+                click.echo(f"    {hook}")
+
+
+@cli.command(name="config")
+@json_option
+@pass_context
+def show_config(state: Context, /, as_json: bool) -> None:
+    """Show the effective configuration (file + environment + defaults), secrets redacted."""
+    cfg = load_config(state.config_path, overrides={"store": {"root": state.root}} if state.root else None)
+    data = cfg.to_dict()
+    if as_json:
+        emit_json({"source": cfg.source.name if cfg.source else None, **data})
+        return
+    click.echo(f"# from {cfg.source if cfg.source else 'defaults (no assetry.toml found)'}")
+    for section, values in data.items():
+        click.echo(f"\n[{section}]")
+        for key, value in values.items():
+            click.echo(f"{key} = {json.dumps(value, default=str)}")
+
+
+# -- entry point --------------------------------------------------------------------------------------------
+
+
+def _plugin_commands(argv: Sequence[str]) -> None:
+    """Let plugins add commands before click parses the arguments."""
+    config_path = None
+    for flag in ("--config", "-c"):
+        if flag in argv[:-1]:
+            config_path = argv[argv.index(flag) + 1]
+    try:
+        block = load_config(config_path or os.environ.get("ASSETRY_CONFIG") or None).plugins.block
+    except AssetryError:
+        block = ()  # the command itself will report the configuration error
+    pm = get_plugin_manager(block=block)
+    pm.hook.assetry_cli_commands(cli=cli)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    _plugin_commands(args)
+    cli.main(args=args, prog_name="assetry")

@@ -1,0 +1,940 @@
+"""The Python API: `assetry.open()` returns a `Store`, which runs the lifecycle through the hooks.
+
+    ingest   validate -> enrich (assetry_ingest) -> store blobs -> one catalog commit -> assetry_index
+    access   catalog lookup -> storage open -> assetry_access (usage buffered, folded in batches)
+    evict    policy picks victims -> assetry_evict (veto/act) -> rows removed -> unreferenced blobs deleted
+
+Blobs are written before rows and rows removed before blobs, so a crash can leave an orphan blob (swept by
+gc/fsck) but never a row whose content is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any, BinaryIO, Literal
+
+import attrs
+
+from assetry import _convert
+from assetry.backends import BlobStore, Catalog, CatalogSpec, StorageSpec
+from assetry.config import Config, load_config, parse_size
+from assetry.content import Content, Source
+from assetry.errors import (
+    AmbiguousId,
+    AssetNotFound,
+    ConfigError,
+    SourceError,
+    ValidationError,
+)
+from assetry.model import (
+    LINK_FIELDS,
+    ORDERS,
+    PROVENANCE_FIELDS,
+    UPDATABLE_FIELDS,
+    Asset,
+    AssetDraft,
+    Eviction,
+    Filter,
+    GcReport,
+    Hit,
+    Kind,
+    Page,
+    SearchQuery,
+    Status,
+    StoreStats,
+    UsageEvent,
+    check_label,
+    utcnow,
+)
+from assetry.plugins import (
+    PluginManager,
+    catalog_backends,
+    config_claims,
+    get_plugin_manager,
+    pick_backend,
+    storage_backends,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZE = 5000
+"""Assets per catalog commit in `add_many`: one LanceDB version per batch, not per file."""
+
+OnDuplicate = Literal["skip", "keep"]
+
+
+def open(
+    config: Config | str | os.PathLike[str] | None = None,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    tenant: str | None = None,
+    plugins: Iterable[object] = (),
+    load_entrypoints: bool = True,
+    **overrides: Any,
+) -> Store:
+    """Open (or create) a store.
+
+    :param config: a `Config`, or the path of an ``assetry.toml``; by default the file is discovered
+        (``$ASSETRY_CONFIG``, then the working directory and its parents), and defaults apply without one.
+    :param root: where the store lives (directory or URL); overrides ``[store] root``.
+    :param tenant: the tenant new assets belong to and every query is scoped to.
+    :param plugins: extra plugin objects to register (applications, tests).
+    :param load_entrypoints: False to load no installed plugins (hermetic tests pass backends in ``plugins``).
+    :param overrides: nested configuration tables, e.g. ``vectors={"dimension": 384}``.
+    """
+    if isinstance(config, Config):
+        cfg = config
+        if overrides or root:
+            raise ConfigError(None, "pass overrides either in the Config or as arguments, not both")
+    else:
+        if root is not None:
+            overrides.setdefault("store", {})["root"] = os.fspath(root)
+        cfg = load_config(config, overrides=overrides)
+    return Store.from_config(cfg, tenant=tenant, plugins=plugins, load_entrypoints=load_entrypoints)
+
+
+@attrs.frozen
+class IngestReport:
+    """What `Store.add_many` did. ``assets`` are in input order; ``duplicates`` were already in the
+    catalog (same tenant, digest, label and project) and were returned instead of added again."""
+
+    assets: list[Asset]
+    added: int
+    duplicates: int
+    blobs_written: int
+    bytes_written: int
+
+
+@attrs.frozen
+class DeleteReport:
+    deleted: list[str]
+    spared: list[str]
+    blobs_deleted: int
+    bytes_freed: int
+
+
+class UsageRecorder:
+    """The built-in `assetry_access` plugin: buffers access events in memory and folds them into the catalog
+    in one write per batch (per-access table rewrites are what made LanceDB unusable in DESIGN.md)."""
+
+    def __init__(self, catalog: Catalog, flush_events: int, flush_seconds: float) -> None:
+        self._catalog = catalog
+        self._flush_events = flush_events
+        self._flush_seconds = flush_seconds
+        self._events: list[UsageEvent] = []
+        self._oldest = 0.0
+        self._lock = threading.Lock()
+
+    def assetry_access(self, asset: Asset, action: str, actor: str | None) -> None:
+        with self._lock:
+            if not self._events:
+                self._oldest = time.monotonic()
+            self._events.append(UsageEvent(asset.id, action, utcnow(), actor))
+            due = (
+                len(self._events) >= self._flush_events
+                or time.monotonic() - self._oldest >= self._flush_seconds
+            )
+        if due:
+            self.flush()
+
+    @property
+    def pending(self) -> int:
+        return len(self._events)
+
+    def flush(self) -> None:
+        with self._lock:
+            events, self._events = self._events, []
+        if events:
+            self._catalog.record_usage(events)
+            log.debug("folded %d usage events", len(events))
+
+
+def _hookimpl_methods(obj: object, names: Iterable[str]) -> object:
+    """Mark methods of an internal object as hook implementations without decorating the class, so the
+    recorder stays a plain class that can be unit tested on its own."""
+    from assetry import hookimpl
+
+    for name in names:
+        hookimpl(getattr(type(obj), name))
+    return obj
+
+
+class Store:
+    """A store: blob storage + catalog + plugins, scoped to one tenant. Use it as a context manager, or
+    call `close` so buffered usage is written."""
+
+    def __init__(
+        self,
+        config: Config,
+        pm: PluginManager,
+        blobs: BlobStore,
+        catalog: Catalog,
+        *,
+        tenant: str,
+    ) -> None:
+        self.config = config
+        self.plugins = pm
+        self.blobs = blobs
+        self.catalog = catalog
+        self.tenant = tenant
+        self._usage: UsageRecorder | None = None
+        if config.usage.enabled:
+            self._usage = UsageRecorder(catalog, config.usage.flush_events, config.usage.flush_seconds)
+            pm.register(_hookimpl_methods(self._usage, ["assetry_access"]), name="assetry.usage")
+        self._closed = False
+        # Flush buffered usage even if the caller forgets to close (at garbage collection or exit).
+        self._finalizer = weakref.finalize(self, _close_backends, self._usage, catalog, blobs)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        tenant: str | None = None,
+        plugins: Iterable[object] = (),
+        load_entrypoints: bool = True,
+    ) -> Store:
+        pm = get_plugin_manager(
+            block=config.plugins.block, load_entrypoints=load_entrypoints, plugins=plugins
+        )
+        config = config.claim_sections(config_claims(pm))
+        storage = pick_backend(pm, storage_backends(pm), config.storage.backend, "storage.backend")
+        cat = pick_backend(pm, catalog_backends(pm), config.catalog.backend, "catalog.backend")
+        storage_options = _backend_options(storage.options_type, config.storage.options, "storage.options")
+        catalog_options = _backend_options(cat.options_type, config.catalog.options, "catalog.options")
+        blobs = storage.factory(StorageSpec(config.storage_url, config.storage.digest, storage_options))
+        try:
+            catalog = cat.factory(
+                CatalogSpec(
+                    config.catalog_url, config.vectors.dimension, config.vectors.metric, catalog_options
+                )
+            )
+        except BaseException:
+            blobs.close()
+            raise
+        store = cls(config, pm, blobs, catalog, tenant=tenant or config.store.tenant)
+        log.info("opened store: storage %s, catalog %s", blobs.describe(), catalog.describe())
+        return store
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._finalizer()
+
+    def flush(self) -> None:
+        """Write buffered usage now."""
+        if self._usage is not None:
+            self._usage.flush()
+
+    def compact(self) -> None:
+        """Merge small catalog writes and drop old versions (safe while others read)."""
+        self.flush()
+        self.catalog.compact()
+
+    # -- ingest ---------------------------------------------------------------------------------------
+
+    def add(
+        self,
+        source: Source,
+        /,
+        *,
+        on_duplicate: OnDuplicate = "skip",
+        **fields: Any,
+    ) -> Asset:
+        """Store one piece of content and catalog it.
+
+        :param source: a path, bytes, or a binary file object.
+        :param on_duplicate: ``"skip"`` returns the existing asset when this tenant already has one with
+            the same content, label and project; ``"keep"`` always adds a new asset (sharing the blob).
+        :param fields: asset fields (`AssetDraft`), flat: ``label``, ``kind``, ``tags``, ``prompt``,
+            ``seed``, ``model``, ``agent_id``, ``extra``, ``embedding``, ...
+        """
+        return self.add_many([(source, fields)], on_duplicate=on_duplicate).assets[0]
+
+    def add_many(
+        self,
+        items: Iterable[Source | tuple[Source, Mapping[str, Any]]],
+        *,
+        recursive: bool = True,
+        on_duplicate: OnDuplicate = "skip",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: Callable[[int], None] | None = None,
+        **common: Any,
+    ) -> IngestReport:
+        """Store many files (directories are expanded) with one catalog commit per ``batch_size`` assets.
+
+        Every source and every draft is validated before anything is written: one bad file or field
+        raises an error naming it, and nothing is stored.
+
+        :param items: paths (files or directories), bytes, file objects, or ``(source, fields)`` pairs.
+        :param common: fields applied to every item (per-item fields win; tags are merged).
+        :param progress: called with the number of files just stored, for progress bars.
+        """
+        if batch_size <= 0:
+            raise ValidationError("batch_size", "must be > 0")
+        if on_duplicate not in ("skip", "keep"):
+            raise ValidationError("on_duplicate", f"must be 'skip' or 'keep', got {on_duplicate!r}")
+        self.make_draft(common)  # validate the shared fields once, before looking at any file
+        planned = list(self._plan(items, common, recursive))
+        drafts = self._prepare(planned)
+        report = IngestReport([], 0, 0, 0, 0)
+        try:
+            for start in range(0, len(drafts), batch_size):
+                batch = self._commit_batch(drafts[start : start + batch_size], on_duplicate, progress)
+                report = IngestReport(
+                    report.assets + batch.assets,
+                    report.added + batch.added,
+                    report.duplicates + batch.duplicates,
+                    report.blobs_written + batch.blobs_written,
+                    report.bytes_written + batch.bytes_written,
+                )
+        finally:
+            for content, _ in drafts:
+                content.close()
+        log.info(
+            "ingested %d assets (%d new, %d already present), %d blobs written (%d bytes)",
+            len(report.assets),
+            report.added,
+            report.duplicates,
+            report.blobs_written,
+            report.bytes_written,
+        )
+        return report
+
+    def make_draft(self, fields: Mapping[str, Any]) -> AssetDraft:
+        """Validate flat keyword fields into an `AssetDraft`; errors name the field as the caller wrote it."""
+        data: dict[str, Any] = {}
+        provenance: dict[str, Any] = {}
+        links: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key in PROVENANCE_FIELDS:
+                provenance[key] = value
+            elif key in LINK_FIELDS:
+                links[key] = value
+            elif key == "meta":
+                data["extra"] = value
+            else:
+                data[key] = value
+        if provenance:
+            data["provenance"] = provenance
+        if links:
+            data["links"] = links
+        data.setdefault("tenant", self.tenant)
+        try:
+            return _convert.structure(data, AssetDraft)
+        except ValidationError as exc:
+            field = exc.field
+            if field and field.split(".")[0] in ("provenance", "links"):
+                field = field.split(".", 1)[1]
+            raise ValidationError(field, exc.reason) from None
+
+    def _plan(
+        self,
+        items: Iterable[Source | tuple[Source, Mapping[str, Any]]],
+        common: Mapping[str, Any],
+        recursive: bool,
+    ) -> Iterator[tuple[Content, dict[str, Any]]]:
+        for item in items:
+            source, fields = item if isinstance(item, tuple) else (item, {})
+            merged = {**common, **fields}
+            if "tags" in common and "tags" in fields:
+                merged["tags"] = _union(_as_list(common["tags"]), _as_list(fields["tags"]))
+            if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+                for path in iter_files(Path(source), recursive):
+                    yield Content.from_path(path), merged
+            else:
+                yield Content.of(source), merged
+
+    def _prepare(self, planned: list[tuple[Content, dict[str, Any]]]) -> list[tuple[Content, AssetDraft]]:
+        """Validate and enrich every item before any write."""
+        prepared = []
+        try:
+            for content, fields in planned:
+                draft = self.make_draft(fields)
+                draft = self._enrich(draft, content)
+                if draft.embedding is not None and len(draft.embedding) != self.config.vectors.dimension:
+                    raise ValidationError(
+                        "embedding",
+                        f"has {len(draft.embedding)} dimensions; the store is configured for "
+                        f"{self.config.vectors.dimension} ([vectors] dimension)",
+                    )
+                prepared.append((content, draft))
+        except BaseException:
+            for content, _ in planned:
+                content.close()
+            raise
+        ids = [d.id for _, d in prepared if d.id is not None]
+        if len(ids) != len(set(ids)):
+            raise ValidationError("id", "the same id is given twice in one batch")
+        if ids:
+            taken = self.catalog.get_many(ids)
+            if taken:
+                raise ValidationError("id", f"{sorted(taken)[0]!r} already exists")
+        return prepared
+
+    def _enrich(self, draft: AssetDraft, content: Content) -> AssetDraft:
+        results = self.plugins.hook.assetry_ingest(draft=draft, content=content, config=self.config)
+        if not any(results):
+            return draft
+        data = _convert.unstructure(draft)
+        for updates in results:
+            for key, value in (updates or {}).items():
+                node = (
+                    data["provenance"]
+                    if key in PROVENANCE_FIELDS
+                    else data["links"]
+                    if key in LINK_FIELDS
+                    else data
+                )
+                if key not in node:
+                    raise ValidationError(key, "an assetry_ingest plugin returned an unknown field")
+                current = node[key]
+                if key == "tags":
+                    node[key] = _union(current, _as_list(value))
+                elif key in ("extra", "parameters"):
+                    node[key] = {**dict(value), **current}
+                elif current in (None, (), [], {}):
+                    node[key] = value
+        try:
+            return _convert.structure(data, AssetDraft)
+        except ValidationError as exc:
+            raise ValidationError(exc.field, f"{exc.reason} (value from an assetry_ingest plugin)") from None
+
+    def _commit_batch(
+        self,
+        batch: list[tuple[Content, AssetDraft]],
+        on_duplicate: OnDuplicate,
+        progress: Callable[[int], None] | None,
+    ) -> IngestReport:
+        stored = []
+        for content, _ in batch:
+            stored.append(self.blobs.put(content))
+            if progress:
+                progress(1)
+        existing = self._find_duplicates(batch, stored) if on_duplicate == "skip" else {}
+        assets: list[Asset] = []
+        new: list[Asset] = []
+        for (content, draft), blob in zip(batch, stored, strict=True):
+            key = (blob.digest, self._label(draft, content, None), draft.project, draft.tenant)
+            if key in existing:
+                assets.append(existing[key])
+                continue
+            asset = self._build_asset(draft, content, blob.digest, blob.size)
+            existing[key] = asset  # the same file twice in one batch is one asset too
+            assets.append(asset)
+            new.append(asset)
+        if new:
+            try:
+                self.catalog.insert(new)
+            except BaseException:
+                self._discard_new_blobs(stored)
+                raise
+            self.plugins.hook.assetry_index(assets=new, store=self)
+        written = [b for b in stored if b.written]
+        return IngestReport(
+            assets, len(new), len(assets) - len(new), len(written), sum(b.size for b in written)
+        )
+
+    def _find_duplicates(
+        self, batch: list[tuple[Content, AssetDraft]], stored: list[Any]
+    ) -> dict[tuple[str, str, str | None, str], Asset]:
+        digests = tuple({b.digest for b in stored if not b.written})
+        if not digests:
+            return {}
+        found: dict[tuple[str, str, str | None, str], Asset] = {}
+        tenants = {d.tenant for _, d in batch}
+        for tenant in tenants:
+            for chunk in _chunks(digests, 500):
+                # One query per chunk of digests (a digest filter per chunk would be one query per asset).
+                for asset in self._find_all(Filter(tenant=tenant, digests=chunk)):
+                    found.setdefault((asset.digest or "", asset.label, asset.project, asset.tenant), asset)
+        return found
+
+    def _find_all(self, where: Filter) -> Iterator[Asset]:
+        offset = 0
+        while True:
+            page = self.catalog.find(where, order="id", limit=1000, offset=offset)
+            yield from page
+            if len(page) < 1000:
+                return
+            offset += 1000
+
+    def _label(self, draft: AssetDraft, content: Content, asset_id: str | None) -> str:
+        if draft.label:
+            return draft.label
+        if content.name:
+            with contextlib.suppress(ValidationError):
+                check_label(content.name)
+                return content.name
+        kind = draft.kind or Kind.from_media_type(draft.media_type)
+        return f"{kind.value}-{(asset_id or 'new')[:12]}"
+
+    def _build_asset(self, draft: AssetDraft, content: Content, digest: str, size: int) -> Asset:
+        asset_id = draft.id or new_id()
+        media_type = draft.media_type or "application/octet-stream"
+        fields = {
+            a.name: getattr(draft, a.name)
+            for a in attrs.fields(AssetDraft)
+            if a.name not in ("id", "label", "kind", "media_type")
+        }
+        return Asset(
+            id=asset_id,
+            label=self._label(draft, content, asset_id),
+            kind=draft.kind or Kind.from_media_type(media_type),
+            media_type=media_type,
+            size=size,
+            digest=digest,
+            status=Status.AVAILABLE,
+            created_at=utcnow(),
+            **fields,
+        )
+
+    def _discard_new_blobs(self, stored: Sequence[Any]) -> None:
+        """After a failed catalog commit, remove the blobs this batch wrote, unless something else
+        references them (a concurrent writer may have committed the same content)."""
+        fresh = {b.digest for b in stored if b.written}
+        if not fresh:
+            return
+        with contextlib.suppress(Exception):
+            refs = self.catalog.digest_references(fresh)
+            for digest in fresh:
+                if refs.get(digest, 0) == 0:
+                    self.blobs.delete(digest)
+
+    # -- access ---------------------------------------------------------------------------------------
+
+    def get(self, asset_id: str) -> Asset:
+        """The record for an id in this store's tenant; raises `AssetNotFound`."""
+        found = self.catalog.get_many([asset_id], tenant=self.tenant)
+        if asset_id not in found:
+            raise AssetNotFound(asset_id)
+        return found[asset_id]
+
+    def resolve(self, id_or_prefix: str) -> Asset:
+        """Like `get`, but also accepts a unique id prefix (at least 4 characters), as git does."""
+        with contextlib.suppress(AssetNotFound):
+            return self.get(id_or_prefix)
+        if len(id_or_prefix) >= 4:
+            matches = self.catalog.ids_with_prefix(id_or_prefix, tenant=self.tenant, limit=5)
+            if len(matches) == 1:
+                return self.get(matches[0])
+            if matches:
+                raise AmbiguousId(id_or_prefix, matches)
+        raise AssetNotFound(id_or_prefix)
+
+    def open(self, asset_id: str | Asset, *, action: str = "open", actor: str | None = None) -> BinaryIO:
+        """A binary reader over the content; records the access."""
+        asset = asset_id if isinstance(asset_id, Asset) else self.get(asset_id)
+        if asset.status is not Status.AVAILABLE or asset.digest is None:
+            raise ValidationError("status", f"asset {asset.id} is {asset.status.value}; it has no content")
+        reader = self.blobs.open(asset.digest)
+        self.plugins.hook.assetry_access(asset=asset, action=action, actor=actor)
+        return reader
+
+    def read(self, asset_id: str | Asset, *, actor: str | None = None) -> bytes:
+        """The whole content as bytes (for small assets; use `open` for large ones)."""
+        with self.open(asset_id, action="read", actor=actor) as f:
+            return f.read()
+
+    def record_use(self, asset_id: str, action: str, *, actor: str | None = None) -> None:
+        """Record a use that does not read content here (``embed``, ``transform``, ``view`` in a UI)."""
+        self.plugins.hook.assetry_access(asset=self.get(asset_id), action=action, actor=actor)
+
+    def url(self, asset_id: str, *, expires: timedelta | int = 3600, actor: str | None = None) -> str:
+        """A time-limited download URL, where the storage backend can sign one (`NotSupported` otherwise)."""
+        asset = self.get(asset_id)
+        seconds = expires if isinstance(expires, timedelta) else timedelta(seconds=expires)
+        if asset.digest is None:
+            raise ValidationError("status", f"asset {asset.id} has no content")
+        signed = self.blobs.signed_url(asset.digest, seconds)
+        self.plugins.hook.assetry_access(asset=asset, action="url", actor=actor)
+        return signed
+
+    def export(
+        self,
+        assets: Iterable[str] | Mapping[str, str],
+        directory: str | os.PathLike[str],
+        *,
+        manifest: str | None = "manifest.json",
+        overwrite: bool = False,
+        actor: str | None = None,
+    ) -> dict[str, Path]:
+        """Materialise assets as real files for tools that need paths.
+
+        Files are named by label (``name (2).png`` on collisions) inside ``directory``. With a mapping
+        ``{key: asset_id}``, the manifest maps each key to its absolute path (the ``input_data.json``
+        shape tools expect); otherwise it maps asset ids to paths. Returns that mapping.
+        """
+        keyed = dict(assets) if isinstance(assets, Mapping) else {a: a for a in assets}
+        for key in keyed:
+            check_label(key, "key")
+        target = Path(directory)
+        if target.exists() and not target.is_dir():
+            raise SourceError(target.name, "export target exists and is not a directory")
+        records = {key: self.resolve(asset_id) for key, asset_id in keyed.items()}
+        if manifest is not None:
+            check_label(manifest, "manifest")
+        names = _unique_names([r.label for r in records.values()])
+        plan = {key: target / name for key, name in zip(records, names, strict=True)}
+        if not overwrite:
+            for path in [*plan.values(), *([target / manifest] if manifest else [])]:
+                if path.exists():
+                    raise SourceError(path.name, "already exists in the export directory (use overwrite)")
+        target.mkdir(parents=True, exist_ok=True)
+        result: dict[str, Path] = {}
+        for key, record in records.items():
+            path = plan[key]
+            with self.open(record, action="export", actor=actor) as src, _atomic_write(path) as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+            result[key] = path.resolve()
+        if manifest is not None:
+            with _atomic_write(target / manifest) as f:
+                f.write(json.dumps({k: str(v) for k, v in result.items()}, indent=2).encode() + b"\n")
+        return result
+
+    # -- search ---------------------------------------------------------------------------------------
+
+    def filter(self, **filters: Any) -> Filter:
+        """Validate keyword filters into a `Filter` scoped to this store's tenant."""
+        if "tenant" in filters and filters["tenant"] != self.tenant:
+            raise ValidationError("tenant", "queries are scoped to the store's tenant; open the store for it")
+        for key in ("kind", "tags", "any_tags", "ids", "digests"):
+            if isinstance(filters.get(key), str):
+                filters[key] = [filters[key]]
+        for key in ("min_size", "max_size"):
+            if isinstance(filters.get(key), str):
+                filters[key] = parse_size(filters[key], field=key)
+        filters["tenant"] = self.tenant
+        return _convert.structure(filters, Filter)
+
+    def find(self, *, order: str = "-created_at", limit: int = 50, offset: int = 0, **filters: Any) -> Page:
+        """Assets matching the filters (see `Filter`), in a stable order, one page at a time."""
+        if order not in ORDERS:
+            raise ValidationError("order", f"{order!r} is not one of {', '.join(ORDERS)}")
+        if limit <= 0 or offset < 0:
+            raise ValidationError("limit" if limit <= 0 else "offset", "must be positive")
+        where = self.filter(**filters)
+        items = self.catalog.find(where, order=order, limit=limit, offset=offset)
+        total = self.catalog.count(where) if len(items) == limit or offset else len(items)
+        return Page(items, offset, limit, total)
+
+    def iter(self, *, order: str = "id", **filters: Any) -> Iterator[Asset]:
+        """Every matching asset, page by page."""
+        offset = 0
+        while True:
+            page = self.find(order=order, limit=1000, offset=offset, **filters)
+            yield from page.items
+            if page.next_offset is None:
+                return
+            offset = page.next_offset
+
+    def search(
+        self,
+        text: str | None = None,
+        *,
+        vector: Sequence[float] | None = None,
+        limit: int = 10,
+        **filters: Any,
+    ) -> list[Hit]:
+        """Full-text search over labels, prompts and tags, vector search over embeddings, or both (fused by
+        reciprocal rank), with the same filters as `find`."""
+        if not text and vector is None:
+            raise ValidationError("text", "give search text, a vector, or both")
+        if limit <= 0:
+            raise ValidationError("limit", "must be positive")
+        query = SearchQuery(
+            text=text or None,
+            vector=self._vector(vector) if vector is not None else None,
+            filter=self.filter(**filters),
+            limit=limit,
+        )
+        return self.catalog.search(query)
+
+    def similar(self, to: str | Sequence[float], *, limit: int = 10, **filters: Any) -> list[Hit]:
+        """Assets whose embeddings are nearest to an asset's (excluding it) or to a vector."""
+        exclude: tuple[str, ...] = ()
+        if isinstance(to, str):
+            asset = self.resolve(to)
+            if asset.embedding is None:
+                raise ValidationError("embedding", f"asset {asset.id} has no embedding to compare with")
+            vector, exclude = asset.embedding, (asset.id,)
+        else:
+            vector = self._vector(to)
+        query = SearchQuery(
+            vector=tuple(vector), filter=self.filter(**filters), limit=limit, exclude_ids=exclude
+        )
+        return self.catalog.search(query)
+
+    def _vector(self, vector: Sequence[float]) -> tuple[float, ...]:
+        values = _convert.structure(list(vector), tuple[float, ...], prefix="vector")
+        if len(values) != self.config.vectors.dimension:
+            raise ValidationError(
+                "vector", f"has {len(values)} dimensions; the store uses {self.config.vectors.dimension}"
+            )
+        return values
+
+    # -- change ---------------------------------------------------------------------------------------
+
+    def update(self, asset_id: str, **changes: Any) -> Asset:
+        """Change metadata fields (not content, id, tenant or usage). ``tags`` replaces the tag list; use
+        ``add_tags`` / ``remove_tags`` to edit it; ``extra`` is merged key by key (a None value deletes)."""
+        asset = self.resolve(asset_id)
+        add_tags = _as_list(changes.pop("add_tags", []))
+        remove_tags = set(_as_list(changes.pop("remove_tags", [])))
+        for key in changes:
+            if key not in UPDATABLE_FIELDS and key != "meta":
+                raise ValidationError(key, "cannot be updated (unknown or immutable field)")
+        data = _convert.unstructure(asset)
+        for key, value in changes.items():
+            if key in ("extra", "meta"):
+                if not isinstance(value, Mapping):
+                    raise ValidationError(key, "expected a mapping")
+                merged = {**data["extra"], **value}
+                data["extra"] = {k: v for k, v in merged.items() if v is not None}
+            elif key in PROVENANCE_FIELDS:
+                data["provenance"][key] = value
+            elif key in LINK_FIELDS:
+                data["links"][key] = value
+            else:
+                data[key] = value
+        data["tags"] = [t for t in _union(_as_list(data["tags"]), add_tags) if t not in remove_tags]
+        updated = _convert.structure(data, Asset)
+        if updated.embedding is not None and len(updated.embedding) != self.config.vectors.dimension:
+            raise ValidationError("embedding", f"must have {self.config.vectors.dimension} dimensions")
+        if updated != asset:
+            self.catalog.update([updated])
+        return updated
+
+    def pin(self, asset_id: str, pinned: bool = True) -> Asset:
+        """Protect an asset from quota eviction (or lift the protection)."""
+        return self.update(asset_id, pinned=pinned)
+
+    def delete(self, asset_ids: str | Iterable[str], *, actor: str | None = None) -> DeleteReport:
+        """Delete assets and every blob no remaining asset references. Plugins may veto
+        (`assetry_evict` with reason ``delete``)."""
+        ids = [asset_ids] if isinstance(asset_ids, str) else list(asset_ids)
+        records = [self.resolve(i) for i in ids]
+        spared = self._vetoes(records, "delete", dry_run=False)
+        victims = [r for r in records if r.id not in spared]
+        blobs, freed = self._remove(victims)
+        for record in victims:
+            log.info(
+                "deleted asset %s (%s, %d bytes)%s",
+                record.id,
+                record.label,
+                record.size,
+                f" by {actor}" if actor else "",
+            )
+        return DeleteReport([r.id for r in victims], sorted(spared), blobs, freed)
+
+    def _vetoes(self, records: Sequence[Asset], reason: str, *, dry_run: bool) -> set[str]:
+        if not records:
+            return set()
+        spared: set[str] = set()
+        for result in self.plugins.hook.assetry_evict(assets=list(records), reason=reason, dry_run=dry_run):
+            spared.update(result or ())
+        return spared
+
+    def _remove(self, victims: Sequence[Asset]) -> tuple[int, int]:
+        """Rows first, then blobs whose reference count, recomputed from the catalog, is zero."""
+        if not victims:
+            return 0, 0
+        self.catalog.delete([v.id for v in victims])
+        sizes = {v.digest: v.size for v in victims if v.digest}
+        refs = self.catalog.digest_references(sizes)
+        deleted = freed = 0
+        for digest, size in sizes.items():
+            if refs.get(digest, 0) == 0:
+                self.blobs.delete(digest)
+                deleted += 1
+                freed += size
+        return deleted, freed
+
+    # -- eviction -------------------------------------------------------------------------------------
+
+    def gc(self, quota: int | str | None = None, *, dry_run: bool = False) -> GcReport:
+        """Evict least recently used assets until the stored bytes (each blob counted once) fit the quota.
+
+        Pinned and pending assets are never evicted. A blob shared by several assets is freed only when
+        the last of them goes, so evicting an asset may free nothing. The quota is store-wide (all
+        tenants share the storage). ``dry_run`` reports the same victims without removing anything.
+        """
+        if quota is None:
+            quota = self.config.gc.quota_bytes
+            if quota is None:
+                raise ValidationError("quota", "give a quota (or set [gc] quota in assetry.toml)")
+        limit = parse_size(quota, field="quota")
+        self.flush()  # LRU order must include the accesses still in the buffer
+        before = self.catalog.storage_usage().stored_bytes
+        victims: list[Eviction] = []
+        doomed: list[Asset] = []
+        spared: list[str] = []
+        remaining = before
+        refs: dict[str, int] = {}
+        rows = self.catalog.iter_lru()
+        while remaining > limit:
+            chunk = [row for _, row in zip(range(256), rows, strict=False)]
+            if not chunk:
+                break
+            unknown = {r.digest for r in chunk if r.digest and r.digest not in refs}
+            refs.update(self.catalog.digest_references(unknown))
+            records = self.catalog.get_many([r.asset_id for r in chunk])
+            vetoed = self._vetoes(
+                [records[r.asset_id] for r in chunk if r.asset_id in records], "quota", dry_run=dry_run
+            )
+            for row in chunk:
+                if remaining <= limit:
+                    break
+                if row.asset_id not in records:  # deleted by another process since the scan
+                    continue
+                if row.asset_id in vetoed:
+                    spared.append(row.asset_id)
+                    continue
+                freed = 0
+                if row.digest:
+                    refs[row.digest] -= 1
+                    if refs[row.digest] == 0:
+                        freed = row.size
+                remaining -= freed
+                record = records[row.asset_id]
+                doomed.append(record)
+                victims.append(Eviction(row.asset_id, record.label, row.size, row.last_used, freed))
+        if not dry_run:
+            self._remove(doomed)
+        for victim in victims:
+            log.info(
+                "%s asset %s (%s, %d bytes, last used %s) to meet quota %d",
+                "would evict" if dry_run else "evicted",
+                victim.asset_id,
+                victim.label,
+                victim.size,
+                victim.last_used.isoformat(timespec="seconds"),
+                limit,
+            )
+        after = remaining if dry_run else self.catalog.storage_usage().stored_bytes
+        return GcReport(limit, before, after, dry_run, victims, spared)
+
+    # -- reports --------------------------------------------------------------------------------------
+
+    def stats(self) -> StoreStats:
+        self.flush()
+        return StoreStats(
+            usage=self.catalog.storage_usage(tenant=self.tenant),
+            by_kind=self.catalog.counts_by_kind(tenant=self.tenant),
+            storage=self.blobs.describe(),
+            catalog=self.catalog.describe(),
+            plugins=[name for name, plugin in self.plugins.list_name_plugin() if plugin is not None],
+        )
+
+    def __repr__(self) -> str:
+        return f"<Store {self.tenant!r}: {self.blobs.describe()}, {self.catalog.describe()}>"
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+
+
+def _close_backends(usage: UsageRecorder | None, catalog: Catalog, blobs: BlobStore) -> None:
+    try:
+        if usage is not None:
+            usage.flush()
+    except Exception:
+        log.exception("could not write buffered usage events")
+    finally:
+        catalog.close()
+        blobs.close()
+
+
+def new_id() -> str:
+    """A 32-hex-digit id that sorts by creation time (48-bit milliseconds + 80 random bits), so ids of
+    one ingest are close together in the catalog's id index."""
+    millis = time.time_ns() // 1_000_000
+    return f"{millis:012x}{secrets.token_hex(10)}"
+
+
+def iter_files(directory: Path, recursive: bool) -> Iterator[Path]:
+    """Regular files under a directory in a stable order; hidden files and directories are skipped."""
+    entries = sorted(directory.iterdir(), key=lambda p: p.name)
+    for path in entries:
+        if path.name.startswith("."):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            if recursive:
+                yield from iter_files(path, recursive)
+        elif path.is_file():
+            yield path
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+def _union(first: Iterable[str], second: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys([*first, *second]))
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[tuple[str, ...]]:
+    for start in range(0, len(items), size):
+        yield tuple(items[start : start + size])
+
+
+def _unique_names(labels: Sequence[str]) -> list[str]:
+    used: set[str] = set()
+    names = []
+    for label in labels:
+        stem, dot, suffix = label.rpartition(".")
+        if not dot or not stem:
+            stem, suffix = label, ""
+        name, n = label, 1
+        while name.lower() in used:
+            n += 1
+            name = f"{stem} ({n}).{suffix}" if suffix else f"{stem} ({n})"
+        used.add(name.lower())
+        names.append(name)
+    return names
+
+
+@contextlib.contextmanager
+def _atomic_write(path: Path) -> Iterator[IO[bytes]]:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            yield f
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+__all__ = ["DeleteReport", "IngestReport", "Store", "iter_files", "new_id", "open"]
+
+
+def _backend_options(options_type: type[Any] | None, raw: Mapping[str, Any], key: str) -> Any:
+    """Validate a backend's options table with the backend's own attrs class (errors name the key)."""
+    if options_type is None:
+        return dict(raw)
+    try:
+        return _convert.structure(dict(raw), options_type, error=ConfigError, prefix=key)
+    except ConfigError as exc:
+        raise ConfigError(exc.field, exc.reason) from None
