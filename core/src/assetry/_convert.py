@@ -84,6 +84,25 @@ def _optional_enum(value: Any, t: Any) -> enum.Enum | None:
     return _enum(value, cls)
 
 
+_PRIMITIVES = (str, int, float, bool, type(None))
+
+
+def _is_primitive_union(t: Any) -> bool:
+    args = typing.get_args(t)
+    return typing.get_origin(t) in (typing.Union, types.UnionType) and all(a in _PRIMITIVES for a in args)
+
+
+def _primitive_union(value: Any, t: Any) -> Any:
+    allowed = typing.get_args(t)
+    # bool is an int subclass; only accept it where bool itself is allowed.
+    if type(value) in allowed or (
+        isinstance(value, int) and not isinstance(value, bool) and float in allowed
+    ):
+        return value
+    names = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
+    raise TypeError(f"expected {names}, got {type(value).__name__} {value!r}")
+
+
 def _mapping(value: Any, _: type) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise TypeError(f"expected a table/mapping, got {type(value).__name__}")
@@ -121,6 +140,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_unstructure_hook(datetime, lambda d: d.isoformat())
     conv.register_structure_hook_func(lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum)
     conv.register_structure_hook_func(_is_optional_enum, _optional_enum)
+    conv.register_structure_hook_func(_is_primitive_union, _primitive_union)
     # Generic aliases are not classes, so these dispatch on equality rather than by type.
     for generic, hook in (
         (Mapping[str, Any], _mapping),

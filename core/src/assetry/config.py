@@ -56,7 +56,7 @@ class StorageSection:
     backend: str = "fsspec"
     url: str | None = attrs.field(default=None, validator=_non_empty)
     """Blob storage location; defaults to the store root."""
-    digest: str = DEFAULT_ALGORITHM
+    digest: str = attrs.field(default=DEFAULT_ALGORITHM)
     options: dict[str, Any] = attrs.field(factory=dict)
     """Passed to the backend (for fsspec: filesystem options such as ``endpoint_url``)."""
 
@@ -79,7 +79,7 @@ class CatalogSection:
 class VectorsSection:
     dimension: int = attrs.field(default=1536, validator=_positive)
     """Length of the embeddings callers supply. Fixed when the catalog is created."""
-    metric: str = "cosine"
+    metric: str = attrs.field(default="cosine")
 
     @metric.validator
     def _known_metric(self, attribute: attrs.Attribute[str], value: str) -> None:
@@ -99,7 +99,7 @@ class UsageSection:
 
 @attrs.frozen(kw_only=True)
 class GcSection:
-    quota: str | int | None = None
+    quota: str | int | None = attrs.field(default=None)
     """Default quota for ``assetry gc`` (bytes, or a size such as ``"2GB"`` / ``"500 MiB"``)."""
 
     @quota.validator

@@ -52,6 +52,7 @@ from assetry.model import (
     Page,
     SearchQuery,
     Status,
+    StoredBlob,
     StoreStats,
     UsageEvent,
     check_label,
@@ -258,6 +259,7 @@ class Store:
         /,
         *,
         on_duplicate: OnDuplicate = "skip",
+        allow_empty: bool = False,
         **fields: Any,
     ) -> Asset:
         """Store one piece of content and catalog it.
@@ -265,10 +267,12 @@ class Store:
         :param source: a path, bytes, or a binary file object.
         :param on_duplicate: ``"skip"`` returns the existing asset when this tenant already has one with
             the same content, label and project; ``"keep"`` always adds a new asset (sharing the blob).
+        :param allow_empty: store empty content (rejected by default: it is usually a failed generation).
         :param fields: asset fields (`AssetDraft`), flat: ``label``, ``kind``, ``tags``, ``prompt``,
             ``seed``, ``model``, ``agent_id``, ``extra``, ``embedding``, ...
         """
-        return self.add_many([(source, fields)], on_duplicate=on_duplicate).assets[0]
+        report = self.add_many([(source, fields)], on_duplicate=on_duplicate, allow_empty=allow_empty)
+        return report.assets[0]
 
     def add_many(
         self,
@@ -276,6 +280,7 @@ class Store:
         *,
         recursive: bool = True,
         on_duplicate: OnDuplicate = "skip",
+        allow_empty: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: Callable[[int], None] | None = None,
         **common: Any,
@@ -283,7 +288,8 @@ class Store:
         """Store many files (directories are expanded) with one catalog commit per ``batch_size`` assets.
 
         Every source and every draft is validated before anything is written: one bad file or field
-        raises an error naming it, and nothing is stored.
+        raises an error naming it, and nothing is stored. (With more than ``batch_size`` items, batches
+        committed before a failing one stay committed.)
 
         :param items: paths (files or directories), bytes, file objects, or ``(source, fields)`` pairs.
         :param common: fields applied to every item (per-item fields win; tags are merged).
@@ -295,7 +301,7 @@ class Store:
             raise ValidationError("on_duplicate", f"must be 'skip' or 'keep', got {on_duplicate!r}")
         self.make_draft(common)  # validate the shared fields once, before looking at any file
         planned = list(self._plan(items, common, recursive))
-        drafts = self._prepare(planned)
+        drafts = self._prepare(planned, allow_empty=allow_empty)
         report = IngestReport([], 0, 0, 0, 0)
         try:
             for start in range(0, len(drafts), batch_size):
@@ -364,11 +370,17 @@ class Store:
             else:
                 yield Content.of(source), merged
 
-    def _prepare(self, planned: list[tuple[Content, dict[str, Any]]]) -> list[tuple[Content, AssetDraft]]:
+    def _prepare(
+        self, planned: list[tuple[Content, dict[str, Any]]], *, allow_empty: bool
+    ) -> list[tuple[Content, AssetDraft]]:
         """Validate and enrich every item before any write."""
         prepared = []
         try:
             for content, fields in planned:
+                if content.size == 0 and not allow_empty:
+                    raise SourceError(
+                        content.name or "source", "is empty (0 bytes); pass allow_empty to store it"
+                    )
                 draft = self.make_draft(fields)
                 draft = self._enrich(draft, content)
                 if draft.embedding is not None and len(draft.embedding) != self.config.vectors.dimension:
@@ -425,9 +437,17 @@ class Store:
         on_duplicate: OnDuplicate,
         progress: Callable[[int], None] | None,
     ) -> IngestReport:
-        stored = []
+        stored: list[StoredBlob] = []
         for content, _ in batch:
-            stored.append(self.blobs.put(content))
+            try:
+                stored.append(self.blobs.put(content))
+            except OSError as exc:
+                self._discard_new_blobs(stored)
+                reason = exc.strerror or str(exc)
+                raise SourceError(content.name or "source", f"cannot read: {reason}") from None
+            except BaseException:
+                self._discard_new_blobs(stored)
+                raise
             if progress:
                 progress(1)
         existing = self._find_duplicates(batch, stored) if on_duplicate == "skip" else {}
@@ -455,7 +475,7 @@ class Store:
         )
 
     def _find_duplicates(
-        self, batch: list[tuple[Content, AssetDraft]], stored: list[Any]
+        self, batch: list[tuple[Content, AssetDraft]], stored: list[StoredBlob]
     ) -> dict[tuple[str, str, str | None, str], Asset]:
         digests = tuple({b.digest for b in stored if not b.written})
         if not digests:
@@ -508,7 +528,7 @@ class Store:
             **fields,
         )
 
-    def _discard_new_blobs(self, stored: Sequence[Any]) -> None:
+    def _discard_new_blobs(self, stored: Sequence[StoredBlob]) -> None:
         """After a failed catalog commit, remove the blobs this batch wrote, unless something else
         references them (a concurrent writer may have committed the same content)."""
         fresh = {b.digest for b in stored if b.written}

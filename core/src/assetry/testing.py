@@ -1,13 +1,18 @@
 """Contract tests and fixtures for backend authors.
 
-Subclass the contract classes in your own test suite and provide the fixture they name::
+Subclass the contract classes in your own test suite and provide the factory fixture they name::
 
-    from assetry.testing import BlobStoreContract
+    from assetry.testing import BlobStoreContract, CatalogContract
 
     class TestMyStorage(BlobStoreContract):
         @pytest.fixture
-        def blob_store(self, tmp_path):
-            return MyBlobStore(...)
+        def make_blob_store(self, tmp_path):
+            return lambda algorithm: MyBlobStore(tmp_path, algorithm=algorithm)
+
+    class TestMyCatalog(CatalogContract):
+        @pytest.fixture
+        def make_catalog(self, tmp_path):
+            return lambda dimension=4, url=None: MyCatalog(url or tmp_path, dimension)
 
 Every test is then run against your backend, as fsspec's abstract suites are reused by s3fs.
 """

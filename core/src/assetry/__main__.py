@@ -1,0 +1,5 @@
+"""``python -m assetry`` runs the command line."""
+
+from assetry.cli import main
+
+main()

@@ -1,0 +1,61 @@
+"""Sessions: `nox` runs lint, typecheck and tests; `nox -s slow`, `nox -s bench` on demand.
+
+Every session installs the workspace with uv (`uv sync`), so it tests exactly what `uv run` gives users.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _sync(session: nox.Session, *groups: str) -> None:
+    """Install the workspace (all members, editable) plus dependency groups into the session's venv."""
+    args = ["uv", "sync", "--frozen", "--no-default-groups", "--all-packages"]
+    for group in groups:
+        args += ["--group", group]
+    session.run_install(*args, env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location})
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The default test run (unit, property, integration, CLI end to end); slow tests excluded."""
+    _sync(session, "test")
+    session.run(
+        "pytest", *session.posargs,
+        env={"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci")},
+    )
+
+
+@nox.session
+def slow(session: nox.Session) -> None:
+    """Slow tests (large files, many assets) and the thorough hypothesis profile."""
+    _sync(session, "test")
+    session.run("pytest", "-m", "slow", *session.posargs, env={"HYPOTHESIS_PROFILE": "thorough"})
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy: strict on core, normal on the plugins."""
+    _sync(session, "typecheck")
+    session.run("mypy")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against baselines measured in the same run; writes docs/benchmarks.md."""
+    _sync(session, "test")
+    session.run("python", "bench/run.py", *session.posargs)

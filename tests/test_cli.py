@@ -1,0 +1,234 @@
+"""The command line end to end, as a user drives it: in-process through click's runner for most commands,
+and as a real `assetry` subprocess for the installed entry point and the demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from assetry.cli import cli, main
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A directory with `assetry init` done, as a user would start."""
+    result = CliRunner().invoke(cli, ["init", "--dimension", "4"])
+    assert result.exit_code == 0, result.output
+    return tmp_path
+
+
+def run(*args: str, input: str | None = None) -> Result:
+    main_args = list(args)
+    from assetry.cli import _plugin_commands
+
+    _plugin_commands(main_args)
+    return CliRunner().invoke(cli, main_args, input=input, catch_exceptions=False)
+
+
+def ok(*args: str) -> Result:
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_init_creates_config_and_store(project: Path) -> None:
+    assert (project / "assetry.toml").is_file()
+    assert (project / ".assetry").is_dir()
+    again = run("init")
+    assert again.exit_code == 1
+    assert "already exists" in again.output
+
+
+def test_add_ls_show_cat(project: Path) -> None:
+    (project / "in").mkdir()
+    for i in range(3):
+        (project / "in" / f"img{i}.txt").write_text(f"image {i}")
+    added = json.loads(
+        ok(
+            "add",
+            "in",
+            "--tag",
+            "batch",
+            "--prompt",
+            "a red cat",
+            "--seed",
+            "5",
+            "--meta",
+            "score=0.5",
+            "--meta",
+            "source=test",
+            "--json",
+        ).output
+    )
+    assert added["added"] == 3
+    assets = added["assets"]
+    assert all(a["tags"] == ["batch"] for a in assets)
+    assert assets[0]["extra"] == {"score": 0.5, "source": "test"}
+    listing = json.loads(ok("ls", "--tag", "batch", "--json").output)
+    assert listing["total"] == 3
+    table = ok("ls").output
+    assert "img0.txt" in table
+    assert "a red cat" in table
+    first = assets[0]["id"]
+    shown = ok("show", first[:10]).output
+    assert "a red cat" in shown
+    assert "seed" in shown
+    assert ok("cat", first).output == "image 0"
+
+
+def test_add_glob_and_embedding_file(project: Path) -> None:
+    for name in ("a.png", "b.png", "c.txt"):
+        (project / name).write_bytes(name.encode())
+    (project / "vectors.json").write_text(json.dumps({"a.png": [1, 0, 0, 0], "b.png": [0, 1, 0, 0]}))
+    out = json.loads(ok("add", "*.png", "--embedding-file", "vectors.json", "--json").output)
+    assert sorted(a["label"] for a in out["assets"]) == ["a.png", "b.png"]
+    assert all(a["has_embedding"] for a in out["assets"])
+    a_id = next(a["id"] for a in out["assets"] if a["label"] == "a.png")
+    hits = json.loads(ok("search", "--similar-to", a_id, "--json").output)
+    assert [h["asset"]["label"] for h in hits] == ["b.png"]
+
+
+def test_search_by_text(project: Path) -> None:
+    (project / "x.bin").write_bytes(b"x")
+    (project / "y.bin").write_bytes(b"y")
+    ok("add", "x.bin", "--prompt", "lighthouse in a storm")
+    ok("add", "y.bin", "--prompt", "quiet meadow")
+    hits = json.loads(ok("search", "lighthouse", "--json").output)
+    assert [h["asset"]["label"] for h in hits] == ["x.bin"]
+    assert "lighthouse" in ok("search", "storm").output
+
+
+def test_rm_gc_stats_export(project: Path) -> None:
+    for i in range(4):
+        (project / f"f{i}.bin").write_bytes(bytes([i]) * 1000)
+    ids = [
+        a["id"]
+        for a in json.loads(ok("add", "f0.bin", "f1.bin", "f2.bin", "f3.bin", "--json").output)["assets"]
+    ]
+    stats = json.loads(ok("stats", "--json").output)
+    assert stats["usage"]["assets"] == 4
+    exported = json.loads(ok("export", ids[0], "--to", "out", "--json").output)
+    assert Path(exported[ids[0]]).read_bytes() == b"\x00" * 1000
+    plan = json.loads(ok("gc", "--quota", "2KB", "--dry-run", "--json").output)
+    assert plan["dry_run"] is True
+    assert len(plan["evicted"]) == 2
+    assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 4
+    # f0 was exported (used) so it is not among the least recently used.
+    done = json.loads(ok("gc", "--quota", "2KB", "--json").output)
+    assert ids[0] not in [e["asset_id"] for e in done["evicted"]]
+    assert done["after"] <= 2000
+    ok("rm", "--yes", ids[0])
+    assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 1
+    declined = run("rm", ids[3], input="n\n")
+    assert declined.exit_code == 1
+    assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 1
+
+
+def test_errors_are_one_clear_line(project: Path) -> None:
+    missing = run("add", "nope.png")
+    assert missing.exit_code == 1
+    assert "nope.png: no such file" in missing.output
+    assert "Traceback" not in missing.output
+    (project / "a.txt").write_text("a")
+    bad_label = run("add", "a.txt", "--label", "../../x")
+    assert bad_label.exit_code == 1
+    assert "label:" in bad_label.output
+    bad_meta = run("add", "a.txt", "--meta", "novalue")
+    assert bad_meta.exit_code == 2
+    unknown = run("show", "ffffffffffff")
+    assert unknown.exit_code == 1
+    assert "no asset with id" in unknown.output
+    assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 0
+    no_quota = run("gc")
+    assert no_quota.exit_code == 1
+    assert "quota" in no_quota.output
+
+
+def test_corrupt_config_is_reported(project: Path) -> None:
+    (project / "assetry.toml").write_text("[store\n")
+    result = run("ls")
+    assert result.exit_code == 1
+    assert "assetry.toml: not valid TOML" in result.output
+
+
+def test_config_shows_effective_values_without_secrets(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASSETRY_STORAGE__OPTIONS__SECRET", "hunter2")
+    out = json.loads(ok("config", "--json").output)
+    assert out["source"] == "assetry.toml"
+    assert out["vectors"]["dimension"] == 4
+    assert out["storage"]["options"]["secret"] == "***"
+    assert "hunter2" not in ok("config").output
+
+
+def test_plugins_lists_builtins(project: Path) -> None:
+    out = json.loads(ok("plugins", "--json").output)
+    names = {p["name"]: p for p in out}
+    assert {"assetry-fsspec", "assetry-lancedb", "assetry-media"} <= set(names)
+    assert "assetry_ingest" in names["assetry-media"]["hooks"]
+
+
+def test_url_on_local_storage_says_it_cannot_sign(project: Path) -> None:
+    (project / "a.txt").write_text("a")
+    asset_id = json.loads(ok("add", "a.txt", "--json").output)["assets"][0]["id"]
+    result = run("url", asset_id)
+    assert result.exit_code == 1
+    assert "cannot sign" in result.output
+
+
+def test_main_entry_point_in_a_subprocess(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETRY_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "assetry", "--root", "s", "stats", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["usage"]["assets"] == 0
+    assert callable(main)
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "assetry", "demo", "--count", "12"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = result.stdout
+    assert "Ingest" in out
+    assert "deduplicated" in out
+    assert "Evicted" in out
+    # The store is left behind for the user to explore.
+    explore = subprocess.run(
+        [sys.executable, "-m", "assetry", "ls", "--json"],
+        cwd=tmp_path / "assetry-demo",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert explore.returncode == 0, explore.stderr
+    items = json.loads(explore.stdout)["items"]
+    assert items
+    assert all(a["provenance"]["prompt"] for a in items)  # extracted from the PNG files
+    # Running it again starts afresh instead of failing.
+    again = subprocess.run(
+        [sys.executable, "-m", "assetry", "demo", "--count", "6"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert again.returncode == 0, again.stderr

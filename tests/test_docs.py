@@ -1,0 +1,61 @@
+"""The docs stay true: every hook and every configuration key is documented, and every hook is exercised
+by a test (datasette's meta-tests do the same for its hooks)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import attrs
+import pytest
+
+from assetry import hookspecs
+from assetry.config import Config
+
+ROOT = Path(__file__).parent.parent
+HOOKS = sorted(name for name in dir(hookspecs) if name.startswith("assetry_"))
+
+
+def test_there_are_hooks() -> None:
+    assert {"assetry_ingest", "assetry_index", "assetry_access", "assetry_evict"} <= set(HOOKS)
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_documented(hook: str) -> None:
+    docs = (ROOT / "docs" / "hooks.md").read_text()
+    assert re.search(rf"^### `?{hook}`?\b", docs, re.MULTILINE), f"docs/hooks.md has no '### {hook}' section"
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_has_a_docstring_with_params(hook: str) -> None:
+    spec = getattr(hookspecs, hook)
+    assert spec.__doc__
+    assert spec.__doc__.strip()
+    for param in spec.__code__.co_varnames[: spec.__code__.co_argcount]:
+        assert f":param {param}:" in spec.__doc__, f"{hook} does not document {param}"
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_is_exercised_by_a_test(hook: str) -> None:
+    sources = [p.read_text() for p in (ROOT / "tests").rglob("*.py") if p.name != "test_docs.py"]
+    sources += [p.read_text() for p in (ROOT / "plugins").rglob("*.py")]
+    assert any(f"def {hook}(" in s for s in sources), f"no plugin or test implements {hook}"
+
+
+def _config_keys() -> list[str]:
+    default = Config()
+    keys = []
+    for section in attrs.fields(Config):
+        if section.name in ("sections", "source"):
+            continue
+        keys += [f"{section.name}.{f.name}" for f in attrs.fields(type(getattr(default, section.name)))]
+    return keys
+
+
+@pytest.mark.parametrize("key", _config_keys())
+def test_every_config_key_is_documented(key: str) -> None:
+    docs = (ROOT / "docs" / "config.md").read_text()
+    section, name = key.split(".")
+    block = re.search(rf"^## `\[{section}\]`(.*?)(?=^## |\Z)", docs, re.MULTILINE | re.DOTALL)
+    assert block, f"docs/config.md has no '## `[{section}]`' section"
+    assert f"`{name}`" in block.group(1), f"docs/config.md does not document {key}"

@@ -1,0 +1,100 @@
+"""Validation of what callers submit: every bad value is rejected with the field it came from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from assetry import _convert
+from assetry.errors import ValidationError
+from assetry.model import AssetDraft, Filter, Kind
+from assetry.store import new_id
+
+
+def draft(**data: Any) -> AssetDraft:
+    return _convert.structure(data, AssetDraft)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"label": ""}, "label"),
+        ({"label": "   "}, "label"),
+        ({"label": "../etc/passwd"}, "label"),
+        ({"label": "a/b.png"}, "label"),
+        ({"label": "a\\b.png"}, "label"),
+        ({"label": "bad\nname"}, "label"),
+        ({"label": ".."}, "label"),
+        ({"label": "x" * 300}, "label"),
+        ({"kind": "picture"}, "kind"),
+        ({"kind": 3}, "kind"),
+        ({"media_type": "png"}, "media_type"),
+        ({"width": -1}, "width"),
+        ({"duration": float("nan")}, "duration"),
+        ({"provenance": {"seed": "42"}}, "provenance.seed"),
+        ({"provenance": {"seed": True}}, "provenance.seed"),
+        ({"provenance": {"seed": 2**70}}, "provenance.seed"),
+        ({"provenance": {"prompt": 5}}, "provenance.prompt"),
+        ({"provenance": {"parameters": {"x": float("inf")}}}, "provenance.parameters"),
+        ({"tags": ["ok", ""]}, "tags"),
+        ({"tags": ["a,b"]}, "tags"),
+        ({"tags": [1]}, "tags"),
+        ({"extra": {"when": object()}}, "extra"),
+        ({"extra": {"nested": {"s": {1, 2}}}}, "extra"),
+        ({"extra": "not a mapping"}, "extra"),
+        ({"embedding": [1.0, "x"]}, "embedding"),
+        ({"embedding": [1.0, float("nan")]}, "embedding"),
+        ({"embedding": []}, "embedding"),
+        ({"id": "has space"}, "id"),
+        ({"id": "../x"}, "id"),
+        ({"links": {"parent_ids": ["ok", "not ok"]}}, "links.parent_ids"),
+        ({"tenant": ""}, "tenant"),
+        ({"unknown_field": 1}, "unknown_field"),
+        ({"pinned": "yes"}, "pinned"),
+    ],
+)
+def test_invalid_draft_names_the_field(data: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        draft(**data)
+    assert info.value.field == field, str(info.value)
+    assert str(info.value).startswith(field)
+
+
+def test_valid_draft_keeps_values() -> None:
+    d = draft(
+        label="castle.png",
+        kind="image",
+        tags=["a", "b"],
+        provenance={"prompt": "a castle", "seed": 7, "parameters": {"steps": 20}},
+        links={"agent_id": "agent-1", "parent_ids": ["p1"]},
+        extra={"nested": {"ok": [1, 2]}},
+        embedding=[1, 2.5],
+    )
+    assert d.kind is Kind.IMAGE
+    assert d.tags == ("a", "b")
+    assert d.provenance.seed == 7
+    assert d.links.parent_ids == ("p1",)
+    assert d.embedding == (1.0, 2.5)
+
+
+def test_kind_from_media_type() -> None:
+    assert Kind.from_media_type("image/png") is Kind.IMAGE
+    assert Kind.from_media_type("video/mp4") is Kind.VIDEO
+    assert Kind.from_media_type("text/plain") is Kind.TEXT
+    assert Kind.from_media_type("application/json") is Kind.TEXT
+    assert Kind.from_media_type("application/x-safetensors") is Kind.MODEL
+    assert Kind.from_media_type("application/octet-stream") is Kind.FILE
+    assert Kind.from_media_type(None) is Kind.FILE
+
+
+def test_filter_structures_kinds_as_enum() -> None:
+    f = _convert.structure({"kind": ["image"], "tags": ["x"]}, Filter)
+    assert f.kind == (Kind.IMAGE,)
+
+
+def test_new_ids_are_unique_and_sort_by_time() -> None:
+    ids = [new_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 for i in ids)
+    assert ids[0][:12] <= ids[-1][:12]

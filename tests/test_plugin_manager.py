@@ -1,0 +1,113 @@
+"""The plugin manager: hermetic construction, entry points, blocking, failures, duplicate backends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pluggy
+import pytest
+
+import assetry
+from assetry import hookimpl, plugins
+from assetry.backends import StorageBackend
+from assetry.errors import PluginError
+from assetry.plugins import get_plugin_manager, pick_backend, storage_backends
+
+
+def test_hermetic_manager_has_no_plugins() -> None:
+    pm = get_plugin_manager(load_entrypoints=False)
+    assert [p for _, p in pm.list_name_plugin() if p is not None] == []
+
+
+def test_builtin_plugins_are_found_through_entry_points() -> None:
+    pm = get_plugin_manager()
+    names = {name for name, p in pm.list_name_plugin() if p is not None}
+    assert {"assetry-fsspec", "assetry-lancedb", "assetry-media"} <= names
+    assert pm.versions["assetry-fsspec"] == metadata.version("assetry-fsspec")
+    info = {i.name: i for i in pm.describe()}
+    assert "assetry_storage_backends" in info["assetry-fsspec"].hooks
+    assert "assetry_catalog_backends" in info["assetry-lancedb"].hooks
+
+
+def test_misspelt_hook_fails_loudly() -> None:
+    class Typo:
+        @hookimpl
+        def assetry_ingets(self) -> None:  # the misspelling is the point
+            pass
+
+    with pytest.raises(pluggy.PluginValidationError, match="assetry_ingets"):
+        get_plugin_manager(load_entrypoints=False, plugins=[Typo()])
+
+
+def test_block_by_config_and_by_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pm = get_plugin_manager(block=["assetry-media"])
+    assert pm.get_plugin("assetry-media") is None
+    assert any(i.name == "assetry-media" and i.status == "blocked" for i in pm.describe())
+
+    monkeypatch.setenv("ASSETRY_PLUGINS__BLOCK", "assetry-media")
+    with assetry.open(root=tmp_path / "s") as store:
+        assert store.plugins.get_plugin("assetry-media") is None
+        assert store.plugins.get_plugin("assetry-fsspec") is not None
+
+
+def test_blocking_the_configured_backend_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(PluginError, match=r"storage.backend: .*'fsspec'"):
+        assetry.open(root=tmp_path / "s", plugins={"block": ["assetry-fsspec"]})
+    assert not (tmp_path / "s").exists()
+
+
+def test_plugin_that_fails_to_import_is_reported_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = metadata.entry_points
+
+    def with_broken(**kw: Any) -> Any:
+        eps = list(real(**kw))
+        if kw.get("group") == "assetry":
+            eps.append(metadata.EntryPoint("broken-plugin", "no_such_module_for_assetry:x", "assetry"))
+        return eps
+
+    monkeypatch.setattr(plugins.metadata, "entry_points", with_broken)
+    pm = get_plugin_manager()
+    assert [f.name for f in pm.failures] == ["broken-plugin"]
+    assert "ModuleNotFoundError" in pm.failures[0].error
+    assert pm.get_plugin("assetry-fsspec") is not None  # the others still load
+    # Needing a backend that is missing names the failure, so the user knows where to look.
+    with pytest.raises(PluginError, match="broken-plugin"):
+        pick_backend(pm, storage_backends(pm), "s3-special", "storage.backend")
+
+
+def test_two_plugins_with_the_same_backend_name_is_an_error() -> None:
+    def factory(spec: Any) -> Any:
+        raise AssertionError("never called")
+
+    class One:
+        @hookimpl
+        def assetry_storage_backends(self) -> Iterable[StorageBackend]:
+            return [StorageBackend("dup", factory)]
+
+    class Two:
+        @hookimpl
+        def assetry_storage_backends(self) -> Iterable[StorageBackend]:
+            return [StorageBackend("dup", factory)]
+
+    pm = get_plugin_manager(load_entrypoints=False, plugins=[One(), Two()])
+    with pytest.raises(PluginError, match="both register a backend named 'dup'"):
+        storage_backends(pm)
+
+
+def test_plugin_returning_garbage_backend_is_an_error() -> None:
+    class Bad:
+        @hookimpl
+        def assetry_storage_backends(self) -> Iterable[object]:
+            return ["not a backend"]
+
+    pm = get_plugin_manager(load_entrypoints=False, plugins=[Bad()])
+    with pytest.raises(PluginError, match="returned 'not a backend'"):
+        storage_backends(pm)
+
+
+def test_each_store_has_its_own_manager(tmp_path: Path) -> None:
+    with assetry.open(root=tmp_path / "a") as a, assetry.open(root=tmp_path / "b") as b:
+        assert a.plugins is not b.plugins

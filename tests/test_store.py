@@ -1,0 +1,505 @@
+"""The Python API end to end on a real store (local files + LanceDB), including every bad input we could
+think of leaving the store unchanged."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+import assetry
+from assetry import hookimpl
+from assetry.digests import digest_bytes
+from assetry.errors import (
+    AmbiguousId,
+    AssetNotFound,
+    ConfigError,
+    ContentMismatch,
+    SourceError,
+    ValidationError,
+)
+from assetry.model import Kind, Status
+from assetry.store import Store
+
+from .conftest import DIMENSION, snapshot
+
+
+def vec(*head: float) -> list[float]:
+    return [*head, *([0.0] * (DIMENSION - len(head)))]
+
+
+# -- ingest ---------------------------------------------------------------------------------------------
+
+
+def test_add_bytes_path_and_stream(store: Store, tmp_path: Path) -> None:
+    a = store.add(b"hello", label="hello.txt", prompt="a greeting", seed=3, tags=["t1"])
+    path = tmp_path / "castle.bin"
+    path.write_bytes(b"\x00castle" * 1000)
+    b = store.add(path, agent_id="agent-7", task_id="task-1", meta={"score": 0.9})
+    c = store.add(io.BytesIO(b"from a stream"), label="stream.dat")
+    assert a.digest == digest_bytes(b"hello")
+    assert a.size == 5
+    assert a.provenance.prompt == "a greeting"
+    assert a.provenance.seed == 3
+    assert b.label == "castle.bin"
+    assert b.links.agent_id == "agent-7"
+    assert b.extra == {"score": 0.9}
+    assert store.read(c.id) == b"from a stream"
+    got = store.get(b.id)
+    assert got == b
+    assert store.read(b.id) == path.read_bytes()
+
+
+def test_same_content_twice_costs_one_blob(store: Store) -> None:
+    one = store.add(b"same bytes", label="one.txt")
+    two = store.add(b"same bytes", label="two.txt")
+    assert one.id != two.id
+    assert one.digest == two.digest
+    usage = store.catalog.storage_usage()
+    assert usage.assets == 2
+    assert usage.blobs == 1
+    assert len(list(store.blobs.iter_blobs())) == 1
+    assert usage.stored_bytes == len(b"same bytes")
+    assert usage.logical_bytes == 2 * len(b"same bytes")
+
+
+def test_readding_the_same_file_is_detected(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "x.txt"
+    path.write_text("x")
+    first = store.add(path)
+    again = store.add(path)
+    assert again.id == first.id
+    assert store.catalog.storage_usage().assets == 1
+    forced = store.add(path, on_duplicate="keep")
+    assert forced.id != first.id
+    assert store.catalog.storage_usage().assets == 2
+
+
+def test_add_many_expands_directories_and_commits_once(store: Store, files: Path) -> None:
+    versions_before = store.catalog.assets.version  # type: ignore[attr-defined]
+    ticks: list[int] = []
+    report = store.add_many([files], tags=["batch"], progress=ticks.append)
+    labels = sorted(a.label for a in report.assets)
+    assert labels == ["copy.txt", "deep.bin", "file0.txt", "file1.txt", "file2.txt", "file3.txt", "file4.txt"]
+    assert report.added == 7
+    assert report.blobs_written == 6  # copy.txt has file0.txt's bytes
+    assert sum(ticks) == 7
+    assert all("batch" in a.tags for a in report.assets)
+    # One catalog commit for the whole batch, not one per file.
+    assert store.catalog.assets.version == versions_before + 1  # type: ignore[attr-defined]
+
+
+def test_add_many_per_item_fields_merge_with_common(store: Store) -> None:
+    report = store.add_many(
+        [(b"a", {"label": "a.txt", "tags": ["x"]}), (b"b", {"label": "b.txt", "seed": 2})], tags=["common"]
+    )
+    a, b = report.assets
+    assert a.tags == ("common", "x")
+    assert b.tags == ("common",)
+    assert b.provenance.seed == 2
+
+
+def test_media_enrichment_runs_at_ingest(store: Store, tmp_path: Path) -> None:
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(
+        "parameters", "a red fox in snow\nNegative prompt: blurry\nSteps: 20, Seed: 99, Model: foxnet"
+    )
+    path = tmp_path / "fox.png"
+    Image.new("RGB", (32, 16), "red").save(path, pnginfo=info)
+    asset = store.add(path)
+    assert asset.media_type == "image/png"
+    assert asset.kind is Kind.IMAGE
+    assert (asset.width, asset.height) == (32, 16)
+    assert asset.provenance.prompt == "a red fox in snow"
+    assert asset.provenance.seed == 99
+    # What the caller says wins over what the file says.
+    explicit = store.add(path, label="fox2.png", prompt="my own prompt", seed=1)
+    assert explicit.provenance.prompt == "my own prompt"
+    assert explicit.provenance.seed == 1
+    assert store.search("fox")[0].asset.id == asset.id
+
+
+def test_builtin_ids_are_stable(store: Store) -> None:
+    asset = store.add(b"default background", id="builtin.background", label="background.png")
+    assert store.get("builtin.background") == asset
+    with pytest.raises(ValidationError, match="already exists") as info:
+        store.add(b"other", id="builtin.background", label="x", on_duplicate="keep")
+    assert info.value.field == "id"
+
+
+# -- bad inputs leave everything unchanged --------------------------------------------------------------
+
+
+def _unchanged(store: Store, before: object) -> None:
+    assert snapshot(store) == before
+
+
+def test_nonexistent_path(store: Store, tmp_path: Path) -> None:
+    store.add(b"existing", label="existing")
+    before = snapshot(store)
+    with pytest.raises(SourceError, match="missing.png: no such file"):
+        store.add(tmp_path / "missing.png")
+    with pytest.raises(SourceError, match="missing.png"):
+        store.add_many([b"fine", tmp_path / "missing.png"])
+    _unchanged(store, before)
+
+
+def test_directory_where_a_file_is_expected(store: Store, files: Path) -> None:
+    before = snapshot(store)
+    with pytest.raises(SourceError, match="is a directory"):
+        store.add(files)
+    _unchanged(store, before)
+
+
+def test_unreadable_file(store: Store, tmp_path: Path) -> None:
+    """/proc/self/mem is a regular file whose read fails with EIO: a real unreadable file, even for root
+    (chmod 000 does not stop root, who runs CI here)."""
+    good = tmp_path / "good.txt"
+    good.write_text("good")
+    before = snapshot(store)
+    with pytest.raises(SourceError, match="mem: cannot read"):
+        store.add_many([good, Path("/proc/self/mem")])
+    _unchanged(store, before)
+
+
+def test_empty_file_is_rejected_unless_allowed(store: Store, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    before = snapshot(store)
+    with pytest.raises(SourceError, match="empty.png: is empty"):
+        store.add(empty)
+    _unchanged(store, before)
+    asset = store.add(empty, allow_empty=True)
+    assert asset.size == 0
+    assert store.read(asset.id) == b""
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"label": "../../etc/passwd"}, "label"),
+        ({"label": ""}, "label"),
+        ({"kind": "hologram"}, "kind"),
+        ({"seed": "not a number"}, "seed"),
+        ({"tags": ["ok", 3]}, "tags"),
+        ({"meta": {"obj": object()}}, "extra"),
+        ({"extra": {"f": float("nan")}}, "extra"),
+        ({"embedding": [1.0, 2.0]}, "embedding"),  # wrong dimension
+        ({"size": 10}, "size"),  # not a draft field
+        ({"width": -5}, "width"),
+        ({"parent_ids": ["bad id"]}, "parent_ids"),
+    ],
+)
+def test_invalid_metadata_names_the_field_and_writes_nothing(
+    store: Store, fields: dict[str, object], field: str
+) -> None:
+    store.add(b"existing", label="existing")
+    before = snapshot(store)
+    with pytest.raises(ValidationError) as info:
+        store.add(b"new content", **fields)  # type: ignore[arg-type]
+    assert info.value.field == field, str(info.value)
+    with pytest.raises(ValidationError):
+        store.add_many([b"fine", (b"also new", fields)])
+    _unchanged(store, before)
+
+
+def test_source_changing_during_ingest(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "growing.bin"
+    path.write_bytes(b"a" * 1000)
+
+    class Appender:
+        """An ingest plugin that appends to the file mid-ingest, as a still-running generator would."""
+
+        @hookimpl
+        def assetry_ingest(self) -> None:
+            with path.open("ab") as f:
+                f.write(b"more")
+
+    store.plugins.register(Appender())
+    before = snapshot(store)
+    with pytest.raises(ContentMismatch, match="changed while it was being ingested"):
+        store.add(path)
+    _unchanged(store, before)
+
+
+def test_plugin_returning_invalid_value_is_rejected(store: Store) -> None:
+    class BadEnricher:
+        @hookimpl
+        def assetry_ingest(self) -> dict[str, object]:
+            return {"seed": "forty-two"}
+
+    store.plugins.register(BadEnricher())
+    before = snapshot(store)
+    with pytest.raises(ValidationError, match="assetry_ingest plugin") as info:
+        store.add(b"x", label="x")
+    assert info.value.field == "seed"
+    _unchanged(store, before)
+
+
+# -- access ---------------------------------------------------------------------------------------------
+
+
+def test_get_unknown_and_prefix_resolution(store: Store) -> None:
+    asset = store.add(b"one", label="one")
+    with pytest.raises(AssetNotFound):
+        store.get("nope")
+    assert store.resolve(asset.id[:20]) == asset
+    other = store.add(b"two", label="two")
+    common = next(i for i in range(32) if asset.id[i] != other.id[i])
+    if common >= 4:
+        with pytest.raises(AmbiguousId):
+            store.resolve(asset.id[:common])
+
+
+def test_usage_is_buffered_then_folded(store: Store) -> None:
+    asset = store.add(b"used", label="used")
+    for _ in range(3):
+        store.read(asset.id)
+    assert store._usage is not None
+    assert store._usage.pending == 3
+    assert store.get(asset.id).access_count == 0  # not yet folded: no per-access write
+    store.flush()
+    got = store.get(asset.id)
+    assert got.access_count == 3
+    assert got.last_used is not None
+
+
+def test_usage_is_flushed_on_close(store_root: Path) -> None:
+    with assetry.open(root=store_root, vectors={"dimension": DIMENSION}) as s:
+        asset = s.add(b"x", label="x")
+        s.read(asset.id)
+    with assetry.open(root=store_root, vectors={"dimension": DIMENSION}) as s:
+        assert s.get(asset.id).access_count == 1
+
+
+def test_usage_tracking_can_be_disabled(store_root: Path) -> None:
+    with assetry.open(root=store_root, vectors={"dimension": DIMENSION}, usage={"enabled": False}) as s:
+        asset = s.add(b"x", label="x")
+        s.read(asset.id)
+        s.flush()
+        assert s.get(asset.id).access_count == 0
+
+
+def test_export_writes_files_and_a_manifest(store: Store, tmp_path: Path) -> None:
+    a = store.add(b"A", label="same.txt")
+    b = store.add(b"B", label="same.txt")
+    out = tmp_path / "out"
+    result = store.export({"first": a.id, "second": b.id}, out)
+    assert result["first"].read_bytes() == b"A"
+    assert result["second"].name == "same (2).txt"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest == {"first": str(result["first"]), "second": str(result["second"])}
+    assert Path(manifest["first"]).is_absolute()
+    with pytest.raises(SourceError, match="already exists"):
+        store.export([a.id], out)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"assets": {"../escape": "ID"}}, {"manifest": "../../escape.json"}, {"manifest": "a/b.json"}]
+)
+def test_export_rejects_path_traversal(store: Store, tmp_path: Path, kwargs: dict[str, object]) -> None:
+    asset = store.add(b"A", label="a.txt")
+    assets = kwargs.pop("assets", [asset.id])
+    if isinstance(assets, dict):
+        assets = {k: asset.id for k in assets}
+    with pytest.raises(ValidationError):
+        store.export(assets, tmp_path / "out", **kwargs)  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "escape.json").exists()
+
+
+def test_export_into_a_file_is_an_error(store: Store, tmp_path: Path) -> None:
+    asset = store.add(b"A", label="a.txt")
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(SourceError, match="not a directory"):
+        store.export([asset.id], target)
+
+
+# -- find and search ------------------------------------------------------------------------------------
+
+
+def test_find_filters_and_paginates(store: Store) -> None:
+    for i in range(12):
+        store.add(
+            f"item {i}".encode(),
+            label=f"item{i:02}.txt",
+            tags=["even" if i % 2 == 0 else "odd"],
+            project="p1" if i < 6 else "p2",
+            seed=i,
+        )
+    page = store.find(tags=["even"], order="label", limit=4)
+    assert [a.label for a in page.items] == ["item00.txt", "item02.txt", "item04.txt", "item06.txt"]
+    assert page.total == 6
+    assert page.next_offset == 4
+    rest = store.find(tags=["even"], order="label", limit=4, offset=4)
+    assert [a.label for a in rest.items] == ["item08.txt", "item10.txt"]
+    assert rest.next_offset is None
+    assert store.find(project="p2", tags="odd").total == 3
+    assert [a.provenance.seed for a in store.find(seed=5).items] == [5]
+    assert len(list(store.iter())) == 12
+    with pytest.raises(ValidationError) as info:
+        store.find(order="random")
+    assert info.value.field == "order"
+    with pytest.raises(ValidationError) as info:
+        store.find(colour="red")
+    assert info.value.field == "colour"
+
+
+def test_search_text_vector_and_similar(store: Store) -> None:
+    sunset = store.add(b"1", label="s.png", prompt="golden sunset over the sea", embedding=vec(1, 0))
+    forest = store.add(b"2", label="f.png", prompt="dark pine forest", embedding=vec(0, 1))
+    store.add(b"3", label="n.png", prompt="sunset in a neon city", embedding=vec(0.9, 0.1))
+    assert store.search("forest")[0].asset.id == forest.id
+    assert {h.asset.id for h in store.search("sunset")} >= {sunset.id}
+    nearest = store.search(vector=vec(1, 0), limit=2)
+    assert nearest[0].asset.id == sunset.id
+    similar = store.similar(sunset.id, limit=5)
+    assert sunset.id not in [h.asset.id for h in similar]
+    assert similar[0].asset.label == "n.png"
+    hybrid = store.search("forest", vector=vec(1, 0), limit=3)
+    assert {h.asset.id for h in hybrid} >= {forest.id, sunset.id}
+    with pytest.raises(ValidationError) as info:
+        store.search(vector=[1.0, 2.0])
+    assert info.value.field == "vector"
+    with pytest.raises(ValidationError):
+        store.search()
+    no_vector = store.add(b"4", label="plain.txt")
+    with pytest.raises(ValidationError, match="no embedding"):
+        store.similar(no_vector.id)
+
+
+def test_tenants_never_see_each_other(store_root: Path) -> None:
+    with assetry.open(root=store_root, vectors={"dimension": DIMENSION}, tenant="a") as a:
+        mine = a.add(b"tenant a secret", label="a.txt", prompt="shared words", embedding=vec(1))
+    with assetry.open(root=store_root, vectors={"dimension": DIMENSION}, tenant="b") as b:
+        theirs = b.add(b"tenant b secret", label="b.txt", prompt="shared words", embedding=vec(1))
+        assert [x.id for x in b.find().items] == [theirs.id]
+        assert [h.asset.id for h in b.search("shared")] == [theirs.id]
+        assert [h.asset.id for h in b.search(vector=vec(1))] == [theirs.id]
+        with pytest.raises(AssetNotFound):
+            b.get(mine.id)
+        with pytest.raises(AssetNotFound):
+            b.resolve(mine.id[:16])
+        with pytest.raises(ValidationError):
+            b.find(tenant="a")
+        assert b.stats().usage.assets == 1
+
+
+# -- update, delete, gc ---------------------------------------------------------------------------------
+
+
+def test_update_metadata(store: Store) -> None:
+    asset = store.add(b"x", label="x.png", tags=["a"], meta={"k": 1, "drop": 2})
+    store.read(asset.id)
+    store.flush()
+    updated = store.update(
+        asset.id,
+        label="renamed.png",
+        prompt="new prompt",
+        add_tags=["b"],
+        remove_tags=["a"],
+        meta={"drop": None, "new": True},
+    )
+    assert updated.label == "renamed.png"
+    assert updated.provenance.prompt == "new prompt"
+    assert updated.tags == ("b",)
+    assert updated.extra == {"k": 1, "new": True}
+    fresh = store.get(asset.id)
+    assert fresh.label == "renamed.png"
+    assert fresh.access_count == 1  # usage survives metadata updates
+    for bad, field in [
+        ({"size": 1}, "size"),
+        ({"digest": "x"}, "digest"),
+        ({"label": "a/b"}, "label"),
+        ({"seed": "x"}, "seed"),
+    ]:
+        with pytest.raises(ValidationError) as info:
+            store.update(asset.id, **bad)  # type: ignore[arg-type]
+        assert info.value.field in (field, f"provenance.{field}")
+    assert store.get(asset.id) == fresh
+
+
+def test_delete_keeps_shared_blobs(store: Store) -> None:
+    a = store.add(b"shared", label="a")
+    b = store.add(b"shared", label="b")
+    report = store.delete(a.id)
+    assert report.deleted == [a.id]
+    assert report.blobs_deleted == 0
+    assert store.read(b.id) == b"shared"
+    report = store.delete(b.id)
+    assert report.blobs_deleted == 1
+    assert list(store.blobs.iter_blobs()) == []
+    with pytest.raises(AssetNotFound):
+        store.get(a.id)
+
+
+def test_delete_can_be_vetoed_by_a_plugin(store: Store) -> None:
+    keep = store.add(b"keep", label="keep", tags=["builtin"])
+    drop = store.add(b"drop", label="drop")
+
+    class ProtectBuiltins:
+        @hookimpl
+        def assetry_evict(self, assets: list[assetry.Asset]) -> list[str]:
+            return [a.id for a in assets if "builtin" in a.tags]
+
+    store.plugins.register(ProtectBuiltins())
+    report = store.delete([keep.id, drop.id])
+    assert report.deleted == [drop.id]
+    assert report.spared == [keep.id]
+    assert store.get(keep.id)
+
+
+def test_gc_evicts_least_recently_used(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    assets = [store.add(bytes([i]) * 1000, label=f"a{i}") for i in range(5)]
+    for asset in (assets[0], assets[2]):
+        store.read(asset.id)
+    store.pin(assets[1].id)
+    plan = store.gc(2500, dry_run=True)
+    assert plan.dry_run
+    assert store.catalog.storage_usage().stored_bytes == 5000  # nothing removed
+    with caplog.at_level(logging.INFO, logger="assetry.store"):
+        report = store.gc(2500)
+    # Never-used first (oldest first), never the pinned one; then the least recently used.
+    assert [e.asset_id for e in report.evicted] == [a.id for a in (assets[3], assets[4], assets[0])]
+    assert [e.asset_id for e in plan.evicted] == [e.asset_id for e in report.evicted]
+    assert report.after <= 2500
+    assert report.after == store.catalog.storage_usage().stored_bytes == 2000
+    assert sum("evicted asset" in r.message for r in caplog.records) == 3
+    assert str(store.config.root) not in caplog.text  # no full local paths in logs
+    with pytest.raises(ConfigError):
+        store.gc("a lot")
+
+
+def test_gc_never_deletes_a_blob_another_asset_uses(store: Store) -> None:
+    old = store.add(b"x" * 100, label="old")
+    new = store.add(b"x" * 100, label="new")
+    store.read(new.id)
+    report = store.gc(0)
+    # Both go (the quota is 0) but the blob is only freed by the last one.
+    assert [e.freed for e in report.evicted] == [0, 100]
+    assert {e.asset_id for e in report.evicted} == {old.id, new.id}
+
+
+def test_gc_over_quota_when_everything_is_protected(store: Store) -> None:
+    asset = store.add(b"p" * 100, label="p", pinned=True)
+    report = store.gc(10)
+    assert report.evicted == []
+    assert report.over_quota
+    assert store.get(asset.id).status is Status.AVAILABLE
+
+
+def test_stats(store: Store) -> None:
+    store.add(b"a", label="a.txt", kind="text")
+    store.add(b"a", label="b.txt", kind="text")
+    stats = store.stats()
+    assert stats.usage.assets == 2
+    assert stats.usage.blobs == 1
+    assert stats.by_kind == {"text": 2}
+    assert "assetry-lancedb" in stats.plugins
