@@ -80,7 +80,7 @@ def open(
     *,
     root: str | os.PathLike[str] | None = None,
     tenant: str | None = None,
-    plugins: Iterable[object] = (),
+    register: Iterable[object] = (),
     load_entrypoints: bool = True,
     **overrides: Any,
 ) -> Store:
@@ -90,9 +90,9 @@ def open(
         (``$ASSETRY_CONFIG``, then the working directory and its parents), and defaults apply without one.
     :param root: where the store lives (directory or URL); overrides ``[store] root``.
     :param tenant: the tenant new assets belong to and every query is scoped to.
-    :param plugins: extra plugin objects to register (applications, tests).
-    :param load_entrypoints: False to load no installed plugins (hermetic tests pass backends in ``plugins``).
-    :param overrides: nested configuration tables, e.g. ``vectors={"dimension": 384}``.
+    :param register: plugin objects to register besides the installed ones (applications, tests).
+    :param load_entrypoints: False to load no installed plugins (hermetic tests pass them in ``register``).
+    :param overrides: configuration tables, e.g. ``vectors={"dimension": 384}``, ``plugins={"block": [...]}``.
     """
     if isinstance(config, Config):
         cfg = config
@@ -102,7 +102,7 @@ def open(
         if root is not None:
             overrides.setdefault("store", {})["root"] = os.fspath(root)
         cfg = load_config(config, overrides=overrides)
-    return Store.from_config(cfg, tenant=tenant, plugins=plugins, load_entrypoints=load_entrypoints)
+    return Store.from_config(cfg, tenant=tenant, register=register, load_entrypoints=load_entrypoints)
 
 
 @attrs.frozen
@@ -203,11 +203,11 @@ class Store:
         config: Config,
         *,
         tenant: str | None = None,
-        plugins: Iterable[object] = (),
+        register: Iterable[object] = (),
         load_entrypoints: bool = True,
     ) -> Store:
         pm = get_plugin_manager(
-            block=config.plugins.block, load_entrypoints=load_entrypoints, plugins=plugins
+            block=config.plugins.block, load_entrypoints=load_entrypoints, plugins=register
         )
         config = config.claim_sections(config_claims(pm))
         storage = pick_backend(pm, storage_backends(pm), config.storage.backend, "storage.backend")
@@ -271,6 +271,8 @@ class Store:
         :param fields: asset fields (`AssetDraft`), flat: ``label``, ``kind``, ``tags``, ``prompt``,
             ``seed``, ``model``, ``agent_id``, ``extra``, ``embedding``, ...
         """
+        if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+            raise SourceError(Path(source).name, "is a directory; use add_many (or `assetry add DIR`)")
         report = self.add_many([(source, fields)], on_duplicate=on_duplicate, allow_empty=allow_empty)
         return report.assets[0]
 
@@ -348,10 +350,7 @@ class Store:
         try:
             return _convert.structure(data, AssetDraft)
         except ValidationError as exc:
-            field = exc.field
-            if field and field.split(".")[0] in ("provenance", "links"):
-                field = field.split(".", 1)[1]
-            raise ValidationError(field, exc.reason) from None
+            raise ValidationError(_flat_field(exc.field), exc.reason) from None
 
     def _plan(
         self,
@@ -429,7 +428,8 @@ class Store:
         try:
             return _convert.structure(data, AssetDraft)
         except ValidationError as exc:
-            raise ValidationError(exc.field, f"{exc.reason} (value from an assetry_ingest plugin)") from None
+            reason = f"{exc.reason} (value from an assetry_ingest plugin)"
+            raise ValidationError(_flat_field(exc.field), reason) from None
 
     def _commit_batch(
         self,
@@ -881,6 +881,13 @@ def _close_backends(usage: UsageRecorder | None, catalog: Catalog, blobs: BlobSt
     finally:
         catalog.close()
         blobs.close()
+
+
+def _flat_field(field: str | None) -> str | None:
+    """``provenance.seed`` -> ``seed``: callers pass provenance and link fields flat; errors say so too."""
+    if field and field.split(".")[0] in ("provenance", "links"):
+        return field.split(".", 1)[1]
+    return field
 
 
 def new_id() -> str:
