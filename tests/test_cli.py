@@ -76,7 +76,7 @@ def test_add_ls_show_cat(project: Path) -> None:
     assert "img0.txt" in table
     assert "a red cat" in table
     first = assets[0]["id"]
-    shown = ok("show", first[:10]).output
+    shown = ok("show", first[:20]).output
     assert "a red cat" in shown
     assert "seed" in shown
     assert ok("cat", first).output == "image 0"

@@ -84,7 +84,7 @@ class StoreMachine(RuleBasedStateMachine):
     def add_invalid(self, content: bytes, bad: dict[str, Any]) -> None:
         before = (self.store.catalog.storage_usage(), sorted(self.store.blobs.iter_blobs()))
         with pytest.raises(ValidationError):
-            self.store.add(content + b"-new", label="fine.txt", **bad)
+            self.store.add(content + b"-new", **{"label": "fine.txt", **bad})
         assert (self.store.catalog.storage_usage(), sorted(self.store.blobs.iter_blobs())) == before  # I7
 
     @rule(asset_id=assets)

@@ -1,0 +1,217 @@
+"""Media type detection from the first bytes of a file, its name, and whether it reads as text.
+
+Order, most trustworthy first: formats puremagic does not know or confuses (model weights, ZIP
+containers, ISO media brands), puremagic's signatures, the file name, then a text check. Every step is a
+pure function of the head bytes and the name, so it can be tested without files, and nothing here raises.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import mimetypes
+import re
+
+import puremagic
+
+logger = logging.getLogger(__name__)
+
+OCTET_STREAM = "application/octet-stream"
+SAFETENSORS = "application/x-safetensors"
+GGUF = "application/x-gguf"
+
+# Same shape the data model accepts for AssetDraft.media_type; a candidate that fails it is skipped.
+_MEDIA_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+
+# Safetensors headers are JSON describing tensors; real ones are kilobytes to a few megabytes. The
+# bound keeps an arbitrary 8-byte prefix from passing as a length.
+_SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
+
+# Python's built-in table (used without the host's /etc/mime.types, so results do not depend on the
+# machine) lacks these, several of which are common among AI-generated assets.
+_EXTRA_TYPES = {
+    ".webp": "image/webp",
+    ".avif": "image/avif",
+    ".heic": "image/heic",
+    ".jxl": "image/jxl",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".yaml": "application/yaml",
+    ".yml": "application/yaml",
+    ".toml": "application/toml",
+    ".jsonl": "application/jsonl",
+    ".ndjson": "application/jsonl",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/opus",
+    ".m4a": "audio/mp4",
+    ".webm": "video/webm",
+    ".safetensors": SAFETENSORS,
+    ".gguf": GGUF,
+    ".onnx": "application/x-onnx",
+    ".pt": "application/x-pytorch",
+    ".pth": "application/x-pytorch",
+    ".ckpt": "application/x-pytorch",
+}
+_ENCODINGS = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "compress": "application/x-compress",
+    "br": "application/x-brotli",
+}
+_TYPES = mimetypes.MimeTypes()
+for _ext, _type in _EXTRA_TYPES.items():
+    _TYPES.add_type(_type, _ext)
+
+# ISO base media files (MP4, MOV, AVIF, HEIC) share the `ftyp` box; puremagic ranks AVIF as MP4.
+_FTYP_BRANDS = {
+    b"avif": "image/avif",
+    b"avis": "image/avif",
+    b"heic": "image/heic",
+    b"heix": "image/heic",
+    b"heim": "image/heic",
+    b"heis": "image/heic",
+    b"mif1": "image/heif",
+    b"msf1": "image/heif",
+    b"qt  ": "video/quicktime",
+    b"M4A ": "audio/mp4",
+    b"M4B ": "audio/mp4",
+}
+
+_WEAK_MATCH = 0.15
+
+# Bytes that never occur in text files; a head containing them is binary.
+_BINARY_CONTROL = frozenset(range(0x20)) - {0x08, 0x09, 0x0A, 0x0C, 0x0D, 0x1B}
+
+
+def normalize_media_type(value: str | None) -> str | None:
+    """Lower-case, drop parameters (``; charset=...``); None unless it has the ``type/subtype`` shape."""
+    if not value:
+        return None
+    cleaned = value.split(";", 1)[0].strip().lower()
+    return cleaned if _MEDIA_TYPE_RE.match(cleaned) else None
+
+
+def guess_from_name(name: str | None) -> str | None:
+    """The media type the file name's extension suggests, or None."""
+    if not name:
+        return None
+    media_type, encoding = _TYPES.guess_type(name, strict=False)
+    if encoding:
+        # "x.tar.gz" is a gzip file whatever it contains.
+        return _ENCODINGS.get(encoding)
+    return normalize_media_type(media_type)
+
+
+def is_safetensors(head: bytes, size: int | None = None) -> bool:
+    """Safetensors: an 8-byte little-endian header length, then that many bytes of JSON object."""
+    if len(head) < 10:
+        return False
+    length = int.from_bytes(head[:8], "little")
+    if not 2 <= length <= _SAFETENSORS_MAX_HEADER or head[8:9] != b"{":
+        return False
+    if size is not None and 8 + length > size:
+        return False
+    header = head[8 : 8 + length]
+    if len(header) < length:
+        # The header runs past the sniffed head: accept the start of a JSON object with a string key.
+        return head[9:10] in (b'"', b"}") or head[9:10].isspace()
+    try:
+        return isinstance(json.loads(header), dict)
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+def is_gguf(head: bytes) -> bool:
+    """GGUF (llama.cpp weights): the magic ``GGUF`` followed by a little-endian uint32 version."""
+    return len(head) >= 8 and head[:4] == b"GGUF"
+
+
+def _zip_type(head: bytes, name: str | None) -> str:
+    # Office documents, PyTorch checkpoints and plain archives are all ZIP; puremagic calls every ZIP a
+    # .docx. The name is the best witness; failing that, the first member paths.
+    by_name = guess_from_name(name)
+    if by_name is not None:
+        return by_name
+    for marker, media_type in (
+        (b"word/", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        (b"xl/", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+        (b"ppt/", "application/vnd.openxmlformats-officedocument.presentationml.presentation"),
+    ):
+        if b"[Content_Types].xml" in head and marker in head:
+            return media_type
+    return "application/zip"
+
+
+def _special(head: bytes, name: str | None, size: int | None) -> str | None:
+    if is_gguf(head):
+        return GGUF
+    if is_safetensors(head, size):
+        return SAFETENSORS
+    if head[:4] == b"PK\x03\x04":
+        return _zip_type(head, name)
+    if head[4:8] == b"ftyp":
+        return _FTYP_BRANDS.get(head[8:12])
+    return None
+
+
+def _puremagic(head: bytes, name: str | None) -> str | None:
+    try:
+        matches = puremagic.magic_string(head, filename=name)
+    except (puremagic.PureError, ValueError):
+        return None
+    except Exception as exc:  # a third-party parser on arbitrary bytes: never let it fail ingest
+        logger.debug("puremagic failed on %s: %s", name or "<unnamed>", exc)
+        return None
+    for match in matches:
+        media_type = normalize_media_type(match.mime_type)
+        if media_type is not None:
+            # puremagic's weakest matches come from scanning text with the name's extension in mind
+            # ("text/plain" for notes.md); the extension table knows better then.
+            if match.confidence < _WEAK_MATCH:
+                return guess_from_name(name) or media_type
+            return media_type
+    return None
+
+
+def _decode_text(head: bytes, truncated: bool) -> str | None:
+    """The head as text if it is UTF-8 without binary control bytes, else None."""
+    if any(byte in _BINARY_CONTROL for byte in head[:8192]):
+        return None
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    try:
+        # A head cut mid-file may end inside a multi-byte sequence; only a complete file must end clean.
+        text = decoder.decode(head, final=not truncated)
+    except UnicodeDecodeError:
+        return None
+    if any(ord(ch) in _BINARY_CONTROL for ch in text):
+        return None
+    return text
+
+
+def sniff_media_type(head: bytes, *, name: str | None = None, size: int | None = None) -> str:
+    """Best media type for content starting with ``head``.
+
+    :param head: the first bytes (the whole content when it is small).
+    :param name: the file name, if known (no directory needed).
+    :param size: the total size, if known; JSON is only recognised when ``head`` holds all of it.
+    """
+    if not head:
+        return guess_from_name(name) or OCTET_STREAM
+    found = _special(head, name, size) or _puremagic(head, name) or guess_from_name(name)
+    if found is not None:
+        return found
+    complete = size is None or size <= len(head)
+    text = _decode_text(head, truncated=not complete)
+    if text is None:
+        return OCTET_STREAM
+    if complete and text.lstrip()[:1] in ("{", "["):
+        try:
+            json.loads(text)
+        except ValueError:
+            pass
+        else:
+            return "application/json"
+    return "text/plain"
