@@ -250,11 +250,13 @@ def test_get_unknown_and_prefix_resolution(store: Store) -> None:
     with pytest.raises(AssetNotFound):
         store.get("nope")
     assert store.resolve(asset.id[:20]) == asset
-    other = store.add(b"two", label="two")
-    common = next(i for i in range(32) if asset.id[i] != other.id[i])
-    if common >= 4:
-        with pytest.raises(AmbiguousId):
-            store.resolve(asset.id[:common])
+    twin = store.add(b"two", label="two", id=asset.id[:6] + "0" * 26)
+    other = store.add(b"three", label="three", id=asset.id[:6] + "1" * 26)
+    with pytest.raises(AmbiguousId, match="matches several assets"):
+        store.resolve(twin.id[:6] if asset.id[:6] == twin.id[:6] else other.id[:6])
+    assert store.resolve(twin.id[:7]) == twin
+    with pytest.raises(AssetNotFound):
+        store.resolve("abc")  # too short to be a prefix
 
 
 def test_usage_is_buffered_then_folded(store: Store) -> None:

@@ -891,10 +891,9 @@ def _flat_field(field: str | None) -> str | None:
 
 
 def new_id() -> str:
-    """A 32-hex-digit id that sorts by creation time (48-bit milliseconds + 80 random bits), so ids of
-    one ingest are close together in the catalog's id index."""
-    millis = time.time_ns() // 1_000_000
-    return f"{millis:012x}{secrets.token_hex(10)}"
+    """32 random hex digits. Random from the first digit on, so short prefixes (as `assetry ls` shows and
+    `resolve` accepts) tell assets apart; creation order lives in ``created_at``."""
+    return secrets.token_hex(16)
 
 
 def iter_files(directory: Path, recursive: bool) -> Iterator[Path]:

@@ -18,7 +18,7 @@ process would); a new name gives a fresh, empty catalog. Clean up in the fixture
 
 Semantics these tests fix where `assetry.model` leaves room: ``Filter.created_after`` is inclusive and
 ``created_before`` exclusive (consecutive windows partition time); embeddings must round-trip exactly for
-values float32 can hold (backends may store float32); `Hit.score` is strictly ordered best first.
+values float32 can hold (backends may store float32); hits come best first (`Hit.score` never increases).
 """
 
 from __future__ import annotations
@@ -611,7 +611,7 @@ class CatalogContract:
         assert _strip_usage(got[a.id]) == a
 
     def test_update_replaces_metadata_and_keeps_usage(self, catalog: Catalog) -> None:
-        a = make_asset(tags=("old",), prompt="before")
+        a = make_asset(tags=("old",), prompt="moonlit marsh")
         catalog.insert([a])
         catalog.record_usage([UsageEvent(a.id, "read", BASE_TIME + timedelta(days=2))] * 3)
         changed = attrs.evolve(
@@ -619,7 +619,7 @@ class CatalogContract:
             tags=("new",),
             label="renamed.png",
             pinned=True,
-            provenance=Provenance(prompt="after"),
+            provenance=Provenance(prompt="golden desert"),
             embedding=(0.0, 1.0, 0.0, 0.0),
         )
         catalog.update([changed])
@@ -628,8 +628,8 @@ class CatalogContract:
         assert (got.access_count, got.last_used) == (3, BASE_TIME + timedelta(days=2))
         assert _ids(_all(catalog, Filter(tags=("new",)))) == [a.id]
         assert _all(catalog, Filter(tags=("old",))) == []
-        assert _ids(h.asset for h in catalog.search(SearchQuery(text="after"))) == [a.id]
-        assert catalog.search(SearchQuery(text="before")) == []
+        assert _ids(h.asset for h in catalog.search(SearchQuery(text="desert"))) == [a.id]
+        assert catalog.search(SearchQuery(text="marsh")) == []
         assert catalog.count(Filter()) == 1
 
     def test_upsert_is_idempotent(self, catalog: Catalog) -> None:
