@@ -1,0 +1,850 @@
+"""`LanceCatalog`: the assetry catalog in LanceDB.
+
+Three tables live under the catalog URL:
+
+``assets``
+    One wide row per asset (every `Asset` field, the embedding as a nullable fixed-size float32 vector,
+    and ``search_text`` for full-text search). Kept nearly append-only, because every LanceDB update
+    rewrites whole rows, vectors included.
+``usage``
+    The hot, mutable counters (``last_used``, ``access_count``), narrow and keyed by id, so recording
+    accesses never rewrites asset rows.
+``meta``
+    Key/value facts fixed at creation: schema version, vector dimension and metric.
+
+Every write of a batch is one LanceDB commit per table touched (one version), never one per asset:
+measured, per-row commits cost thousands of versions and slow every later read. Commits that lose a race
+with another process are retried with jittered exponential backoff; writes are idempotent by id.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import lancedb
+import pyarrow as pa
+import pyarrow.compute as pc
+from lancedb.index import FTS, Bitmap, BTree, IvfPq, LabelList
+from lancedb.query import ColumnOrdering
+
+from assetry.backends import Catalog, CatalogSpec
+from assetry.errors import AssetNotFound, AssetryError, ConfigError, ValidationError
+from assetry.model import (
+    SCHEMA_VERSION,
+    Asset,
+    Filter,
+    Hit,
+    LruRow,
+    SearchQuery,
+    Status,
+    StorageUsage,
+    UsageEvent,
+)
+from assetry_lancedb import rows, sql
+from assetry_lancedb.options import LanceOptions
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+ASSETS = "assets"
+USAGE = "usage"
+META = "meta"
+
+METRICS = ("cosine", "l2", "dot")
+
+RRF_K = 60
+"""Reciprocal rank fusion constant (Cormack et al. 2009): a hit at rank r scores 1 / (RRF_K + r)."""
+
+ID_CHUNK = 1_000
+"""Ids per ``IN (...)`` list in reads; longer lists are split into several queries."""
+
+DELETE_CHUNK = 10_000
+"""Ids per delete commit."""
+
+WRITE_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 0.05
+
+ANN_NPROBES = 20
+ANN_REFINE_FACTOR = 10
+"""Measured at 1M x 384: IVF_PQ with num_sub_vectors = dim/4 and refine_factor 10 gives recall@10 0.995."""
+
+# Lance's messages for a commit that lost a race (its own retries exhausted): safe to run again.
+_CONFLICT_MARKERS = ("too many concurrent writers", "commit conflict", "retryable")
+
+_PRIMARY_KEY_METADATA = b"lance-schema:unenforced-primary-key:position"
+
+# Scalar indexes that keep id lookups, merges and common filters off full scans.
+_SCALAR_INDEXES: dict[str, tuple[tuple[str, Callable[[], Any]], ...]] = {
+    ASSETS: (
+        (rows.PRIMARY_KEY, BTree),
+        ("digest", BTree),
+        ("tenant", Bitmap),
+        ("kind", Bitmap),
+        ("tags", LabelList),
+    ),
+    USAGE: ((rows.PRIMARY_KEY, BTree),),
+}
+
+
+class CatalogWriteError(AssetryError):
+    """LanceDB reported success but the rows are not as written, even after a second attempt."""
+
+
+class LanceCatalog(Catalog):
+    """A `Catalog` in LanceDB, on a local directory or an object store URL (``s3://bucket/path``).
+
+    Reads see other processes' commits within ``read_consistency_seconds`` (default 0: always).
+    Full-text search uses LanceDB's native index over label, prompt and tags. Vector search is exact
+    (``bypass_vector_index``) unless an IVF_PQ index exists and the filter matches at least
+    ``ann_min_rows`` rows: measured, approximate search over a selective filter loses most of its recall,
+    while exact search over the few matching rows is fast.
+    """
+
+    def __init__(self, spec: CatalogSpec) -> None:
+        self.options = _options(spec.options)
+        self.dimension = _dimension(spec.dimension)
+        self.metric = _metric(spec.metric)
+        uri, self._description = _location(spec.url)
+        self._lock = threading.Lock()
+        self._commits = 0
+        self._compacting = False
+        self._fts_ready = False
+        self._db = lancedb.connect(
+            uri,
+            read_consistency_interval=timedelta(seconds=self.options.read_consistency_seconds),
+            storage_options=dict(self.options.storage_options) or None,
+        )
+        self._meta, created_meta = self._open_table(META, rows.META_SCHEMA, "key")
+        self._check_meta()
+        self._assets_schema = rows.assets_schema(self.dimension)
+        self._assets, created_assets = self._open_table(ASSETS, self._assets_schema, rows.PRIMARY_KEY)
+        stored = rows.vector_dimension(self._assets.schema)
+        if stored != self.dimension:
+            raise ConfigError(
+                "vectors.dimension",
+                f"is {self.dimension}, but the catalog {self._description} was created with {stored}",
+            )
+        self._usage, created_usage = self._open_table(USAGE, rows.USAGE_SCHEMA, rows.PRIMARY_KEY)
+        if created_meta or created_assets or created_usage:
+            # Indexes on empty tables cost nothing, and merges use the id index from the first batch on.
+            self._ensure_scalar_indexes()
+            self._ensure_fts()
+
+    # -- opening --------------------------------------------------------------------------------------
+
+    def _open_table(self, name: str, schema: pa.Schema, key: str) -> tuple[Any, bool]:
+        """Open a table, creating it (with its primary key) if it does not exist yet."""
+        created = False
+        table: Any
+        try:
+            table = self._db.open_table(name)
+        except ValueError as missing:
+            if "not found" not in str(missing).lower():
+                raise
+            try:
+                table = self._db.create_table(name, schema=schema)
+                created = True
+                log.debug("created table %s in %s", name, self._description)
+            except (ValueError, OSError, RuntimeError) as create_error:
+                # Another process created it between our look and our create.
+                try:
+                    table = self._db.open_table(name)
+                except ValueError:
+                    raise create_error from None
+        if not _has_primary_key(table.schema, key):
+            # Without a declared key, two processes upserting the same new ids both insert them.
+            try:
+                self._retry(f"declare the key of {name}", lambda: table.set_unenforced_primary_key(key))
+            except ValueError as exc:
+                if "already set" not in str(exc):
+                    raise
+        return table, created
+
+    def _read_meta(self) -> dict[str, str]:
+        table = self._scan(self._meta, None, ["key", "value"])
+        return dict(zip(table.column("key").to_pylist(), table.column("value").to_pylist(), strict=True))
+
+    def _write_meta(self, values: dict[str, str], *, overwrite: bool) -> None:
+        table = pa.Table.from_pydict(
+            {"key": list(values), "value": list(values.values())}, schema=rows.META_SCHEMA
+        )
+
+        def write() -> object:
+            builder = self._meta.merge_insert("key")
+            if overwrite:
+                builder = builder.when_matched_update_all()
+            return builder.when_not_matched_insert_all().execute(table)
+
+        self._retry("write catalog facts", write)
+
+    def _check_meta(self) -> None:
+        wanted = {
+            "schema_version": str(SCHEMA_VERSION),
+            "dimension": str(self.dimension),
+            "metric": self.metric,
+        }
+        facts = self._read_meta()
+        missing = {key: value for key, value in wanted.items() if key not in facts}
+        if missing:
+            # Insert-only: when two processes create the catalog at once, the first one's facts stand.
+            self._write_meta(missing, overwrite=False)
+            facts = self._read_meta()
+        version = int(facts["schema_version"])
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                "catalog.url",
+                f"the catalog {self._description} has schema version {version}; this assetry reads "
+                f"versions up to {SCHEMA_VERSION} (upgrade assetry)",
+            )
+        dimension = int(facts["dimension"])
+        if dimension != self.dimension:
+            raise ConfigError(
+                "vectors.dimension",
+                f"is {self.dimension}, but the catalog {self._description} was created with {dimension}; "
+                f"set vectors.dimension = {dimension} or use a new catalog",
+            )
+        if facts["metric"] != self.metric:
+            raise ConfigError(
+                "vectors.metric",
+                f"is {self.metric!r}, but the catalog {self._description} was created with "
+                f"{facts['metric']!r} (its vector index is built for that metric)",
+            )
+
+    # -- plumbing -------------------------------------------------------------------------------------
+
+    def _retry(self, what: str, write: Callable[[], T]) -> T:
+        """Run a write, again after a jittered, growing pause if it lost a commit race."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                return write()
+            except Exception as exc:
+                message = str(exc).lower()
+                if attempt == WRITE_ATTEMPTS or not any(m in message for m in _CONFLICT_MARKERS):
+                    raise
+                delay = RETRY_BASE_SECONDS * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+                log.debug("%s: commit conflict (attempt %d), retrying in %.2f s", what, attempt, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _committed(self, table: str, count: int) -> None:
+        """Note one data commit; compact every ``compact_every`` of them."""
+        log.debug("committed %d rows to %s", count, table)
+        every = self.options.compact_every
+        if not every:
+            return
+        with self._lock:
+            self._commits += 1
+            due = self._commits >= every and not self._compacting
+            if due:
+                self._commits = 0
+                self._compacting = True
+        if due:
+            try:
+                self.compact()
+            except Exception:
+                # The write itself succeeded; a failed compaction only postpones the clean-up.
+                log.warning("automatic compaction of %s failed", self._description, exc_info=True)
+            finally:
+                self._compacting = False
+
+    @staticmethod
+    def _scan(table: Any, where: str | None, columns: Sequence[str]) -> pa.Table:
+        query = table.search().select(list(columns)).limit(None)
+        if where:
+            query = query.where(where)
+        return query.to_arrow()
+
+    def _rows_for_ids(
+        self, table: Any, ids: Sequence[str], columns: Sequence[str], extra: str | None = None
+    ) -> pa.Table:
+        """Rows whose id is listed (and which match ``extra``), in as many queries as chunks."""
+        parts = [
+            self._scan(table, sql.conjunction(sql.in_list(rows.PRIMARY_KEY, chunk), extra), columns)
+            for chunk in _chunks(ids, ID_CHUNK)
+        ]
+        return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+
+    def _existing_ids(self, ids: Sequence[str], table: Any = None) -> set[str]:
+        found = self._rows_for_ids(self._assets if table is None else table, ids, [rows.PRIMARY_KEY])
+        return set(found.column(rows.PRIMARY_KEY).to_pylist())
+
+    def _usage_for(self, ids: Sequence[str]) -> dict[str, rows.Usage]:
+        if not ids:
+            return {}
+        return rows.usage_by_id(self._rows_for_ids(self._usage, ids, rows.USAGE_SCHEMA.names))
+
+    def _to_assets(self, table: pa.Table) -> list[Asset]:
+        """Records of an ``assets`` query result, in its order, with their usage counters."""
+        usage = self._usage_for(table.column(rows.PRIMARY_KEY).to_pylist())
+        return rows.table_to_assets(table, usage)
+
+    def _check_batch(self, assets: Sequence[Asset]) -> list[str]:
+        ids = [asset.id for asset in assets]
+        repeated = [asset_id for asset_id, n in Counter(ids).items() if n > 1]
+        if repeated:
+            # LanceDB would store both rows of a repeated id (a merge does not deduplicate its source).
+            raise ValidationError("id", f"{repeated[0]!r} appears more than once in the batch")
+        for asset in assets:
+            if asset.embedding is not None and len(asset.embedding) != self.dimension:
+                raise ValidationError(
+                    "embedding",
+                    f"asset {asset.id!r} has {len(asset.embedding)} dimensions; this catalog stores "
+                    f"{self.dimension} (vectors.dimension)",
+                )
+        return ids
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def insert(self, assets: Sequence[Asset]) -> None:
+        """Add new records in one commit; see `Catalog.insert`.
+
+        Usage counters carried by the records (``last_used``, ``access_count``, as when restoring an
+        export) are written to the usage table in a second commit, only when some record has them.
+        The id check and the append are two steps: two processes inserting the same new id at the same
+        moment can both succeed (callers make ids unique; upsert is the idempotent path).
+        """
+        if not assets:
+            return
+        ids = self._check_batch(assets)
+        table = rows.assets_table(assets, self._assets_schema)
+        existing = self._existing_ids(ids)
+        if existing:
+            first = next(asset_id for asset_id in ids if asset_id in existing)
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise ValidationError("id", f"{first!r} already exists{more}; nothing was inserted")
+        self._retry("insert", lambda: self._assets.add(table))
+        self._committed(ASSETS, len(assets))
+        carried = [a for a in assets if a.access_count or a.last_used is not None]
+        if carried:
+            usage = rows.usage_table(
+                [a.id for a in carried], [a.last_used for a in carried], [a.access_count for a in carried]
+            )
+            self._retry(
+                "insert usage",
+                lambda: (
+                    self._usage.merge_insert(rows.PRIMARY_KEY)
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute(usage)
+                ),
+            )
+            self._committed(USAGE, len(carried))
+
+    def upsert(self, assets: Sequence[Asset]) -> None:
+        """Insert or replace records by id; see `Catalog.upsert`.
+
+        Rows already stored exactly as given are not written again, so seeding the same records twice
+        makes no commit at all. Usage counters are never touched.
+        """
+        self._merge_assets(assets, insert_missing=True)
+
+    def update(self, assets: Sequence[Asset]) -> None:
+        """Replace existing records; an unknown id raises `AssetNotFound` and nothing is written.
+        Usage counters are not touched; unchanged rows are not rewritten."""
+        self._merge_assets(assets, insert_missing=False)
+
+    def _merge_assets(self, assets: Sequence[Asset], *, insert_missing: bool) -> None:
+        if not assets:
+            return
+        what = "upsert" if insert_missing else "update"
+        ids = self._check_batch(assets)
+        table = rows.assets_table(assets, self._assets_schema)
+        wanted = dict(zip(ids, table.to_pylist(), strict=True))
+        columns = self._assets_schema.names
+        # Two passes: lancedb #3515 / #3177, a merge can report success yet leave rows unchanged.
+        for attempt in (1, 2):
+            stored = self._rows_for_ids(self._assets, ids, columns).to_pylist()
+            current = {row[rows.PRIMARY_KEY]: row for row in stored}
+            if not insert_missing:
+                missing = [asset_id for asset_id in ids if asset_id not in current]
+                if missing:
+                    raise AssetNotFound(missing[0])
+            changed = [i for i, asset_id in enumerate(ids) if current.get(asset_id) != wanted[asset_id]]
+            if not changed:
+                return
+            if attempt > 1:
+                log.warning(
+                    "%s: %d rows were not written by the first merge; merging again", what, len(changed)
+                )
+            batch = table.take(changed)
+            expected = sum(1 for i in changed if ids[i] in current)
+
+            def merge(batch: pa.Table = batch) -> Any:
+                builder = self._assets.merge_insert(rows.PRIMARY_KEY).when_matched_update_all()
+                if insert_missing:
+                    builder = builder.when_not_matched_insert_all()
+                # A pa.Table with null vectors still trips LanceDB's vector check in merges; lengths were
+                # checked above, so "null" only ever keeps nulls as nulls.
+                return builder.execute(batch, on_bad_vectors="null")
+
+            result = self._retry(what, merge)
+            self._committed(ASSETS, len(changed))
+            counts = (result.num_updated_rows, result.num_inserted_rows)
+            if counts == (expected, len(changed) - expected):
+                return
+            log.warning(
+                "%s: LanceDB reported %d updated and %d inserted rows, expected %d and %d; checking",
+                what,
+                *counts,
+                expected,
+                len(changed) - expected,
+            )
+        after = {
+            row[rows.PRIMARY_KEY]: row for row in self._rows_for_ids(self._assets, ids, columns).to_pylist()
+        }
+        wrong = [asset_id for asset_id in ids if after.get(asset_id) != wanted[asset_id]]
+        if wrong:
+            raise CatalogWriteError(
+                f"LanceDB did not apply the {what} of {len(wrong)} record(s) (first: {wrong[0]!r}) after two "
+                "attempts; see lancedb issues #3515 and #3177"
+            )
+
+    def delete(self, ids: Collection[str]) -> None:
+        """Remove records and their usage counters; one delete per table (per 10,000 ids)."""
+        wanted = list(dict.fromkeys([ids] if isinstance(ids, str) else ids))
+        if not wanted:
+            return
+        for name, table in ((ASSETS, self._assets), (USAGE, self._usage)):
+            # Deleting nothing still makes a version; look first.
+            existing = self._existing_ids(wanted, table)
+            present = [asset_id for asset_id in wanted if asset_id in existing]
+            if not present:
+                continue
+            for chunk in _chunks(present, DELETE_CHUNK):
+                clause = sql.in_list(rows.PRIMARY_KEY, chunk)
+                self._retry(f"delete from {name}", functools.partial(table.delete, clause))
+                self._committed(name, len(chunk))
+
+    def record_usage(self, events: Sequence[UsageEvent]) -> None:
+        """Fold access events into the usage table: one read of the current counters, one merge.
+
+        Events for ids without a record are dropped. Several processes folding the same ids at the same
+        moment can lose some counts (each adds to what it read); ``last_used`` stays within one flush.
+        """
+        if not events:
+            return
+        folded: dict[str, tuple[datetime, int]] = {}
+        for event in events:
+            at = _utc(event.at, "at")
+            previous = folded.get(event.asset_id)
+            folded[event.asset_id] = (max(previous[0], at), previous[1] + 1) if previous else (at, 1)
+        ids = list(folded)
+
+        def fold() -> int:
+            live = self._existing_ids(ids)
+            live_ids = [asset_id for asset_id in ids if asset_id in live]
+            if not live_ids:
+                return 0
+            current = self._usage_for(live_ids)
+            last_used: list[datetime | None] = []
+            counts: list[int] = []
+            for asset_id in live_ids:
+                at, n = folded[asset_id]
+                old_at, old_n = current.get(asset_id, (None, 0))
+                last_used.append(at if old_at is None else max(at, old_at))
+                counts.append(old_n + n)
+            table = rows.usage_table(live_ids, last_used, counts)
+            result = (
+                self._usage.merge_insert(rows.PRIMARY_KEY)
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute(table)
+            )
+            expected = (len(current), len(live_ids) - len(current))
+            if (result.num_updated_rows, result.num_inserted_rows) != expected:
+                log.warning(
+                    "usage merge reported %d updated and %d inserted rows, expected %d and %d",
+                    result.num_updated_rows,
+                    result.num_inserted_rows,
+                    *expected,
+                )
+            return len(live_ids)
+
+        written = self._retry("record usage", fold)
+        if written:
+            self._committed(USAGE, written)
+        if written < len(ids):
+            log.debug("dropped usage of %d ids without a record", len(ids) - written)
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    def get_many(self, ids: Collection[str], *, tenant: str | None = None) -> dict[str, Asset]:
+        """Records by id, in the order asked, usage counters folded in; see `Catalog.get_many`."""
+        wanted = list(dict.fromkeys([ids] if isinstance(ids, str) else ids))
+        if not wanted:
+            return {}
+        scope = sql.conjunction(*sql.filter_clauses(Filter(tenant=tenant)))
+        found = {
+            a.id: a
+            for a in self._to_assets(self._rows_for_ids(self._assets, wanted, rows.ASSET_COLUMNS, scope))
+        }
+        return {asset_id: found[asset_id] for asset_id in wanted if asset_id in found}
+
+    def ids_with_prefix(self, prefix: str, *, tenant: str | None = None, limit: int = 10) -> list[str]:
+        """Ids starting with ``prefix``, in id order (for resolving abbreviated ids)."""
+        if limit <= 0:
+            return []
+        clause = sql.where_clause(Filter(tenant=tenant), f"starts_with(id, {sql.quote(prefix)})")
+        query = (
+            self._assets.search()
+            .where(clause)
+            .select([rows.PRIMARY_KEY])
+            .order_by([ColumnOrdering(column_name=rows.PRIMARY_KEY)])
+            .limit(limit)
+        )
+        return list(query.to_arrow().column(rows.PRIMARY_KEY).to_pylist())
+
+    def find(self, where: Filter, *, order: str, limit: int, offset: int) -> list[Asset]:
+        """Records matching the filter, sorted in LanceDB by ``order`` then id, one page at a time."""
+        ordering = sql.order_columns(order)
+        if limit < 0:
+            raise ValidationError("limit", f"must be >= 0, got {limit}")
+        if offset < 0:
+            raise ValidationError("offset", f"must be >= 0, got {offset}")
+        if limit == 0:
+            return []
+        query = (
+            self._assets.search()
+            .select(list(rows.ASSET_COLUMNS))
+            .order_by([ColumnOrdering(column_name=column, ascending=asc) for column, asc in ordering])
+            .limit(limit)
+            .offset(offset)
+        )
+        clause = sql.where_clause(where)
+        if clause:
+            query = query.where(clause)
+        return self._to_assets(query.to_arrow())
+
+    def count(self, where: Filter) -> int:
+        clause = sql.where_clause(where)
+        return int(self._assets.count_rows(clause) if clause else self._assets.count_rows())
+
+    def search(self, query: SearchQuery) -> list[Hit]:
+        """Full-text, vector or hybrid search, filters applied before ranking (prefilter).
+
+        - Text only: BM25 over label, prompt and tags (LanceDB's native full-text index, built on first
+          use if missing). ``score`` is the BM25 score.
+        - Vector only: nearest by the catalog's metric; rows without a vector never match. ``distance``
+          is LanceDB's distance and ``score`` a similarity: ``1 - distance`` for cosine (the cosine
+          similarity) and dot (the dot product), ``1 / (1 + distance)`` for l2 (squared distance).
+        - Both: each search ranks up to ``max(2 * limit, 20)`` candidates and the lists are fused by
+          reciprocal rank, ``score = sum(1 / (60 + rank))`` over the lists an asset appears in (rank
+          from 1); ``distance`` is set when the asset was a vector candidate. Ties go to the better
+          single rank, then to the id.
+        """
+        text = (query.text or "").strip()
+        vector = self._query_vector(query.vector)
+        if not text and vector is None:
+            raise ValidationError("text", "give a text, a vector, or both to search")
+        if query.limit <= 0:
+            raise ValidationError("limit", f"must be > 0, got {query.limit}")
+        clause = sql.where_clause(query.filter, sql.not_in_list(rows.PRIMARY_KEY, list(query.exclude_ids)))
+        depth = max(2 * query.limit, 20) if text and vector is not None else query.limit
+        ranked: list[tuple[str, float, float | None]] = []
+        tables: list[pa.Table] = []
+        if text and vector is None:
+            found = self._text_search(text, clause, depth)
+            tables.append(found)
+            scores = found.column("_score").to_pylist()
+            ranked = [
+                (i, float(s), None)
+                for i, s in zip(found.column(rows.PRIMARY_KEY).to_pylist(), scores, strict=True)
+            ]
+        elif vector is not None and not text:
+            found = self._vector_search(vector, clause, depth)
+            tables.append(found)
+            distances = found.column("_distance").to_pylist()
+            ranked = [
+                (i, self._similarity(d), float(d))
+                for i, d in zip(found.column(rows.PRIMARY_KEY).to_pylist(), distances, strict=True)
+            ]
+        else:
+            assert vector is not None
+            by_text = self._text_search(text, clause, depth)
+            by_vector = self._vector_search(vector, clause, depth)
+            tables += [by_text, by_vector]
+            ranked = _fuse(
+                by_text.column(rows.PRIMARY_KEY).to_pylist(),
+                by_vector.column(rows.PRIMARY_KEY).to_pylist(),
+                by_vector.column("_distance").to_pylist(),
+            )[: query.limit]
+        if not ranked:
+            return []
+        candidates = pa.concat_tables([t.select(list(rows.ASSET_COLUMNS)) for t in tables])
+        # Build records (and read usage) only for the hits kept, not for every fused candidate.
+        kept = pc.is_in(candidates.column(rows.PRIMARY_KEY), value_set=pa.array([i for i, _, _ in ranked]))
+        assets = {a.id: a for a in self._to_assets(candidates.filter(kept))}
+        return [Hit(asset=assets[i], score=score, distance=distance) for i, score, distance in ranked]
+
+    def _query_vector(self, vector: Sequence[float] | None) -> list[float] | None:
+        if vector is None:
+            return None
+        values = [float(x) for x in vector]
+        if len(values) != self.dimension:
+            raise ValidationError(
+                "vector",
+                f"has {len(values)} dimensions; this catalog stores {self.dimension} (vectors.dimension)",
+            )
+        if not all(math.isfinite(x) for x in values):
+            raise ValidationError("vector", "contains NaN or infinity")
+        return values
+
+    def _similarity(self, distance: float) -> float:
+        if self.metric == "l2":
+            return 1.0 / (1.0 + float(distance))
+        return 1.0 - float(distance)
+
+    def _text_search(self, text: str, clause: str | None, limit: int) -> pa.Table:
+        self._ensure_fts()
+        query = self._assets.search(text, query_type="fts", fts_columns=rows.SEARCH_TEXT)
+        if clause:
+            query = query.where(clause, prefilter=True)
+        return query.limit(limit).select([*rows.ASSET_COLUMNS, "_score"]).to_arrow()
+
+    def _vector_search(self, vector: list[float], clause: str | None, limit: int) -> pa.Table:
+        query = self._assets.search(vector, query_type="vector", vector_column_name=rows.VECTOR)
+        query = query.distance_type(self.metric)
+        if self._use_ann(clause):
+            query = query.nprobes(ANN_NPROBES).refine_factor(ANN_REFINE_FACTOR)
+        else:
+            query = query.bypass_vector_index()
+        if clause:
+            query = query.where(clause, prefilter=True)
+        return query.limit(limit).select([*rows.ASSET_COLUMNS, "_distance"]).to_arrow()
+
+    def _use_ann(self, clause: str | None) -> bool:
+        """Approximate search only when an index exists and the filter leaves enough rows for it to keep
+        its recall; otherwise exact search over the (few) matching rows."""
+        if not self._has_vector_index():
+            return False
+        matching = self._assets.count_rows(clause) if clause else self._assets.count_rows()
+        return bool(matching >= self.options.ann_min_rows)
+
+    def digest_references(self, digests: Collection[str]) -> dict[str, int]:
+        wanted = list(dict.fromkeys([digests] if isinstance(digests, str) else digests))
+        counts = dict.fromkeys(wanted, 0)
+        for chunk in _chunks(wanted, ID_CHUNK):
+            found = self._scan(self._assets, sql.in_list("digest", chunk), ["digest"]).column("digest")
+            for item in pc.value_counts(found).to_pylist():
+                counts[item["values"]] += item["counts"]
+        return counts
+
+    def iter_lru(self, *, tenant: str | None = None) -> Iterator[LruRow]:
+        """Evictable records, least recently used first; see `Catalog.iter_lru`.
+
+        The candidates' (id, digest, size, created_at) and the usage table's last_used are joined and
+        sorted in Arrow; rows are yielded as the caller consumes them.
+        """
+        clause = sql.where_clause(Filter(tenant=tenant, pinned=False, status=Status.AVAILABLE))
+        candidates = self._scan(self._assets, clause, ["id", "digest", "size", "created_at"])
+        if candidates.num_rows == 0:
+            return
+        usage = self._scan(self._usage, None, ["id", "last_used"])
+        joined = candidates.join(usage, keys="id", join_type="left outer")
+        last_used = pc.coalesce(joined.column("last_used"), joined.column("created_at"))
+        table = pa.table(
+            {
+                "id": joined.column("id"),
+                "digest": joined.column("digest"),
+                "size": joined.column("size"),
+                "last_used": last_used,
+            }
+        )
+        table = table.take(
+            pc.sort_indices(table, sort_keys=[("last_used", "ascending"), ("id", "ascending")])
+        )
+        for batch in table.to_batches(max_chunksize=4096):
+            columns = [batch.column(name).to_pylist() for name in ("id", "digest", "size", "last_used")]
+            for asset_id, digest, size, used in zip(*columns, strict=True):
+                yield LruRow(asset_id=asset_id, digest=digest, size=size, last_used=used.astimezone(UTC))
+
+    def storage_usage(self, *, tenant: str | None = None) -> StorageUsage:
+        """Byte counts; ``stored_bytes`` counts each digest once (grouped in Arrow)."""
+        table = self._scan(self._assets, sql.where_clause(Filter(tenant=tenant)), ["digest", "size"])
+        logical = pc.sum(table.column("size")).as_py() or 0
+        with_blob = table.filter(pc.is_valid(table.column("digest")))
+        blobs = with_blob.group_by("digest").aggregate([("size", "max")])
+        stored = pc.sum(blobs.column("size_max")).as_py() or 0
+        return StorageUsage(
+            assets=table.num_rows, blobs=blobs.num_rows, stored_bytes=stored, logical_bytes=logical
+        )
+
+    def counts_by_kind(self, *, tenant: str | None = None) -> dict[str, int]:
+        table = self._scan(self._assets, sql.where_clause(Filter(tenant=tenant)), ["kind"])
+        return {item["values"]: item["counts"] for item in pc.value_counts(table.column("kind")).to_pylist()}
+
+    def iter_digests(self) -> Iterator[str]:
+        table = self._scan(self._assets, "digest IS NOT NULL", ["digest"])
+        yield from pc.unique(table.column("digest")).to_pylist()
+
+    # -- maintenance ----------------------------------------------------------------------------------
+
+    def compact(self) -> None:
+        """Build missing indexes, then merge small fragments and drop versions older than
+        ``cleanup_older_than_seconds`` on every table (`table.optimize`)."""
+        started = time.monotonic()
+        self._ensure_scalar_indexes()
+        self._fts_ready = False
+        self._ensure_fts()
+        self._maybe_build_ann()
+        retention = timedelta(seconds=self.options.cleanup_older_than_seconds)
+        for name, table in ((ASSETS, self._assets), (USAGE, self._usage), (META, self._meta)):
+            self._retry(f"compact {name}", functools.partial(table.optimize, cleanup_older_than=retention))
+        log.info(
+            "compacted catalog %s in %.2f s (%d records)",
+            self._description,
+            time.monotonic() - started,
+            self._assets.count_rows(),
+        )
+
+    @staticmethod
+    def _indexed_columns(table: Any) -> dict[str, str]:
+        return {
+            index.columns[0]: index.index_type for index in table.list_indices() if len(index.columns) == 1
+        }
+
+    def _ensure_scalar_indexes(self) -> None:
+        for name, table in ((ASSETS, self._assets), (USAGE, self._usage)):
+            indexed = self._indexed_columns(table)
+            for column, config in _SCALAR_INDEXES[name]:
+                if column not in indexed:
+                    self._create_index(table, name, column, config())
+
+    def _create_index(self, table: Any, name: str, column: str, config: Any) -> None:
+        try:
+            self._retry(
+                f"index {name}.{column}", lambda: table.create_index(column, config=config, replace=False)
+            )
+        except Exception:
+            # Another process may have built the same index first.
+            if column not in self._indexed_columns(table):
+                raise
+        log.debug("built %s index on %s.%s", type(config).__name__, name, column)
+
+    def _ensure_fts(self) -> None:
+        if self._fts_ready:
+            return
+        if self._indexed_columns(self._assets).get(rows.SEARCH_TEXT) is None:
+            self._create_index(self._assets, ASSETS, rows.SEARCH_TEXT, FTS())
+            log.info("built the full-text index of %s", self._description)
+        self._fts_ready = True
+
+    def _has_vector_index(self) -> bool:
+        return rows.VECTOR in self._indexed_columns(self._assets)
+
+    def _maybe_build_ann(self) -> None:
+        """Build (or rebuild after 2x growth: optimize adds rows to an index but never re-clusters it)
+        the IVF_PQ index once ``ann_min_rows`` records have vectors."""
+        with_vectors = int(self._assets.count_rows(f"{rows.VECTOR} IS NOT NULL"))
+        if with_vectors < self.options.ann_min_rows:
+            return
+        built_for = int(self._read_meta().get("ann_rows", "0"))
+        if self._has_vector_index():
+            if built_for == 0:
+                # Built by a process that did not record its size: start counting growth from here.
+                self._write_meta({"ann_rows": str(with_vectors)}, overwrite=True)
+                return
+            if with_vectors < 2 * built_for:
+                return
+        started = time.monotonic()
+        sub_vectors = self.dimension // 4 if self.dimension % 4 == 0 else None
+        config = IvfPq(distance_type=self.metric, num_sub_vectors=sub_vectors)  # type: ignore[arg-type]
+        self._retry("build the vector index", lambda: self._assets.create_index(rows.VECTOR, config=config))
+        self._write_meta({"ann_rows": str(with_vectors)}, overwrite=True)
+        log.info(
+            "built the IVF_PQ vector index of %s over %d vectors in %.1f s",
+            self._description,
+            with_vectors,
+            time.monotonic() - started,
+        )
+
+    def describe(self) -> str:
+        return self._description
+
+    def __repr__(self) -> str:
+        return f"<LanceCatalog {self._description} dimension={self.dimension} metric={self.metric}>"
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+
+
+def _options(options: object) -> LanceOptions:
+    if options is None:
+        return LanceOptions()
+    if not isinstance(options, LanceOptions):
+        raise ConfigError("catalog.options", f"expected LanceOptions, got {type(options).__name__}")
+    return options
+
+
+def _dimension(dimension: object) -> int:
+    if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension <= 0:
+        raise ConfigError("vectors.dimension", f"must be a positive integer, got {dimension!r}")
+    return dimension
+
+
+def _metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise ConfigError("vectors.metric", f"unknown metric {metric!r}; choose one of {list(METRICS)}")
+    return metric
+
+
+def _location(url: str) -> tuple[str, str]:
+    """(URI for lancedb.connect, description without credentials or the full local path)."""
+    if not url or not url.strip():
+        raise ConfigError("catalog.url", "must not be empty")
+    parts = urlsplit(url)
+    # One-letter schemes are Windows drive letters.
+    if len(parts.scheme) > 1 and parts.scheme != "file":
+        name = PurePosixPath(parts.path.rstrip("/")).name or (parts.hostname or "")
+        return url, f"lancedb:{parts.scheme}…/{name}"
+    path = Path(parts.path if parts.scheme == "file" else url).expanduser()
+    return str(path), f"lancedb:local…/{path.name}"
+
+
+def _has_primary_key(schema: pa.Schema, key: str) -> bool:
+    metadata = schema.field(key).metadata or {}
+    return _PRIMARY_KEY_METADATA in metadata
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    """Consecutive slices of at most ``size``; an empty sequence gives one empty slice."""
+    if not items:
+        yield items
+        return
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _utc(value: object, field: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise ValidationError(field, f"expected a date/time, got {type(value).__name__}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _fuse(
+    text_ids: Sequence[str], vector_ids: Sequence[str], distances: Sequence[float]
+) -> list[tuple[str, float, float | None]]:
+    """Reciprocal rank fusion of two ranked id lists: (id, score, distance), best first."""
+    scores: dict[str, float] = {}
+    best_rank: dict[str, int] = {}
+    distance: dict[str, float] = {}
+    for ranking in (text_ids, vector_ids):
+        for rank, asset_id in enumerate(ranking, start=1):
+            scores[asset_id] = scores.get(asset_id, 0.0) + 1.0 / (RRF_K + rank)
+            best_rank[asset_id] = min(best_rank.get(asset_id, rank), rank)
+    for asset_id, d in zip(vector_ids, distances, strict=True):
+        distance[asset_id] = float(d)
+    order = sorted(scores, key=lambda i: (-scores[i], best_rank[i], i))
+    return [(i, scores[i], distance.get(i)) for i in order]
