@@ -505,3 +505,26 @@ def test_stats(store: Store) -> None:
     assert stats.usage.blobs == 1
     assert stats.by_kind == {"text": 2}
     assert "assetry-lancedb" in stats.plugins
+
+
+def test_index_and_access_hooks_see_the_lifecycle(store: Store) -> None:
+    seen: dict[str, list[object]] = {"index": [], "access": []}
+
+    class Observer:
+        @hookimpl
+        def assetry_index(self, assets: list[assetry.Asset], store: Store) -> None:
+            seen["index"].append(([a.label for a in assets], store))
+
+        @hookimpl
+        def assetry_access(self, asset: assetry.Asset, action: str, actor: str | None) -> None:
+            seen["access"].append((asset.label, action, actor))
+
+    store.plugins.register(Observer())
+    report = store.add_many([(b"1", {"label": "one"}), (b"2", {"label": "two"})])
+    store.add(b"1", label="one")  # a duplicate: nothing new to index
+    assert seen["index"] == [(["one", "two"], store)]
+    store.read(report.assets[0].id, actor="alice")
+    with store.open(report.assets[1].id, action="render") as f:
+        f.read()
+    store.record_use(report.assets[1].id, "embed", actor="bob")
+    assert seen["access"] == [("one", "read", "alice"), ("two", "render", None), ("two", "embed", "bob")]
