@@ -475,3 +475,44 @@ def test_asset_to_row_to_asset_round_trips(assets: list[Asset]) -> None:
         assert asset.created_at.utcoffset() == timedelta(0)
     bare = rows.table_to_assets(table)
     assert [(a.last_used, a.access_count) for a in bare] == [(None, 0)] * len(assets)
+
+
+def test_every_filter_field_becomes_a_condition() -> None:
+    """A Filter field the SQL builder forgets would silently match everything."""
+    from datetime import UTC, datetime
+
+    import attrs
+
+    from assetry.model import Filter, Kind, Status
+    from assetry_lancedb import sql
+
+    samples = {
+        "kind": (Kind.IMAGE,),
+        "status": Status.AVAILABLE,
+        "seed": 1,
+        "pinned": True,
+        "min_size": 1,
+        "max_size": 2,
+        "created_after": datetime(2024, 1, 1, tzinfo=UTC),
+        "created_before": datetime(2025, 1, 1, tzinfo=UTC),
+        "tags": ("t",),
+        "any_tags": ("t",),
+        "ids": ("a",),
+        "digests": ("blake3:" + "0" * 64,),
+    }
+    for field in attrs.fields(Filter):
+        value = samples.get(field.name, "x")
+        clauses = sql.filter_clauses(Filter(**{field.name: value}))
+        assert len(clauses) == 1, f"Filter.{field.name} produced {clauses}"
+
+
+def test_digests_filter(tmp_path: Path) -> None:
+    from assetry.model import Filter
+    from assetry.testing import make_asset
+
+    catalog = LanceCatalog(CatalogSpec(str(tmp_path / "c"), 4, "cosine", LanceOptions()))
+    a, b = make_asset(), make_asset()
+    catalog.insert([a, b])
+    found = catalog.find(Filter(digests=(a.digest or "",)), order="id", limit=10, offset=0)
+    assert [x.id for x in found] == [a.id]
+    assert catalog.find(Filter(digests=()), order="id", limit=10, offset=0) == []

@@ -80,6 +80,8 @@ def filter_clauses(where: Filter) -> list[str]:
         clauses.append(f"tenant = {quote(where.tenant)}")
     if where.ids is not None:
         clauses.append(in_list("id", list(where.ids)))
+    if where.digests is not None:
+        clauses.append(in_list("digest", list(where.digests)))
     if where.kind is not None:
         kinds = _kinds(where.kind)
         clauses.append(f"kind IN ({', '.join(quote(k) for k in kinds)})" if kinds else "FALSE")
