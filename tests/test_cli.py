@@ -173,6 +173,11 @@ def test_plugins_lists_builtins(project: Path) -> None:
     names = {p["name"]: p for p in out}
     assert {"assetry-fsspec", "assetry-lancedb", "assetry-media"} <= set(names)
     assert "assetry_ingest" in names["assetry-media"]["hooks"]
+    only = ok("plugins", "--hook", "assetry_catalog_backends").output.split()
+    assert only[0] == "assetry-lancedb"
+    assert "assetry-fsspec" not in only
+    assert "assetry_catalog_backends" not in only  # hooks are listed with --all only
+    assert "    assetry_catalog_backends" in ok("plugins", "--all").output
 
 
 def test_url_on_local_storage_says_it_cannot_sign(project: Path) -> None:

@@ -528,3 +528,23 @@ def test_index_and_access_hooks_see_the_lifecycle(store: Store) -> None:
         f.read()
     store.record_use(report.assets[1].id, "embed", actor="bob")
     assert seen["access"] == [("one", "read", "alice"), ("two", "render", None), ("two", "embed", "bob")]
+
+
+def test_seeding_by_stable_id_is_idempotent(store: Store) -> None:
+    first = store.add(b"default font", id="builtin.font", label="font.ttf", pinned=True)
+    again = store.add(b"default font", id="builtin.font", label="font.ttf", pinned=True)
+    assert again == first
+    assert store.catalog.storage_usage().assets == 1
+    before = snapshot(store)
+    with pytest.raises(ValidationError, match="already exists with other content") as info:
+        store.add(b"another font", id="builtin.font", label="font.ttf")
+    assert info.value.field == "id"
+    _unchanged(store, before)  # the other content's blob was not left behind
+
+
+def test_assets_cannot_be_written_into_another_tenant(store: Store) -> None:
+    before = snapshot(store)
+    with pytest.raises(ValidationError) as info:
+        store.add(b"x", label="x", tenant="someone-else")
+    assert info.value.field == "tenant"
+    _unchanged(store, before)

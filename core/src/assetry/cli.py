@@ -623,24 +623,28 @@ def compact(state: Context) -> None:
 
 
 @cli.command()
-@click.option("--all", "show_all", is_flag=True, help="Also list hooks of each plugin.")
+@click.option("--all", "show_all", is_flag=True, help="Also list the hooks each plugin implements.")
+@click.option("--hook", help="Only plugins implementing this hook (e.g. assetry_ingest).")
 @json_option
 @pass_context
-def plugins(state: Context, /, show_all: bool, as_json: bool) -> None:
-    """List installed plugins, their versions and the hooks each implements."""
+def plugins(state: Context, /, show_all: bool, hook: str | None, as_json: bool) -> None:
+    """List installed plugins, their versions and status (loaded, blocked, failed)."""
     try:
         block = load_config(state.config_path).plugins.block
     except ConfigError:
         block = ()
     infos = get_plugin_manager(block=block).describe()
+    if hook:
+        infos = [i for i in infos if hook in i.hooks]
     if as_json:
         emit_json([_convert.unstructure(i) for i in infos])
         return
     for info in infos:
-        click.echo(f"{info.name} {info.version or ''}  [{info.status}]".replace("  [loaded]", ""))
-        if show_all or info.status == "loaded":
-            for hook in info.hooks:
-                click.echo(f"    {hook}")
+        status = "" if info.status == "loaded" else f"  [{info.status}]"
+        click.echo(f"{info.name} {info.version or ''}{status}")
+        if show_all:
+            for name in info.hooks:
+                click.echo(f"    {name}")
 
 
 @cli.command(name="config")

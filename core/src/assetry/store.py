@@ -303,11 +303,11 @@ class Store:
             raise ValidationError("on_duplicate", f"must be 'skip' or 'keep', got {on_duplicate!r}")
         self.make_draft(common)  # validate the shared fields once, before looking at any file
         planned = list(self._plan(items, common, recursive))
-        drafts = self._prepare(planned, allow_empty=allow_empty)
+        drafts, taken = self._prepare(planned, allow_empty=allow_empty, on_duplicate=on_duplicate)
         report = IngestReport([], 0, 0, 0, 0)
         try:
             for start in range(0, len(drafts), batch_size):
-                batch = self._commit_batch(drafts[start : start + batch_size], on_duplicate, progress)
+                batch = self._commit_batch(drafts[start : start + batch_size], on_duplicate, taken, progress)
                 report = IngestReport(
                     report.assets + batch.assets,
                     report.added + batch.added,
@@ -346,7 +346,10 @@ class Store:
             data["provenance"] = provenance
         if links:
             data["links"] = links
-        data.setdefault("tenant", self.tenant)
+        if data.setdefault("tenant", self.tenant) != self.tenant:
+            raise ValidationError(
+                "tenant", "assets belong to the store's tenant; open the store for the other one"
+            )
         try:
             return _convert.structure(data, AssetDraft)
         except ValidationError as exc:
@@ -370,9 +373,10 @@ class Store:
                 yield Content.of(source), merged
 
     def _prepare(
-        self, planned: list[tuple[Content, dict[str, Any]]], *, allow_empty: bool
-    ) -> list[tuple[Content, AssetDraft]]:
-        """Validate and enrich every item before any write."""
+        self, planned: list[tuple[Content, dict[str, Any]]], *, allow_empty: bool, on_duplicate: OnDuplicate
+    ) -> tuple[list[tuple[Content, AssetDraft]], dict[str, Asset]]:
+        """Validate and enrich every item before any write. Also returns the records that already hold
+        ids the caller chose (with ``skip``, re-adding the same content under the same id is a no-op)."""
         prepared = []
         try:
             for content, fields in planned:
@@ -396,11 +400,10 @@ class Store:
         ids = [d.id for _, d in prepared if d.id is not None]
         if len(ids) != len(set(ids)):
             raise ValidationError("id", "the same id is given twice in one batch")
-        if ids:
-            taken = self.catalog.get_many(ids)
-            if taken:
-                raise ValidationError("id", f"{sorted(taken)[0]!r} already exists")
-        return prepared
+        taken = self.catalog.get_many(ids) if ids else {}
+        if taken and on_duplicate == "keep":
+            raise ValidationError("id", f"{sorted(taken)[0]!r} already exists")
+        return prepared, taken
 
     def _enrich(self, draft: AssetDraft, content: Content) -> AssetDraft:
         results = self.plugins.hook.assetry_ingest(draft=draft, content=content, config=self.config)
@@ -435,6 +438,7 @@ class Store:
         self,
         batch: list[tuple[Content, AssetDraft]],
         on_duplicate: OnDuplicate,
+        taken: Mapping[str, Asset],
         progress: Callable[[int], None] | None,
     ) -> IngestReport:
         stored: list[StoredBlob] = []
@@ -455,6 +459,13 @@ class Store:
         new: list[Asset] = []
         for (content, draft), blob in zip(batch, stored, strict=True):
             key = (blob.digest, self._label(draft, content, None), draft.project, draft.tenant)
+            if draft.id in taken:
+                held = taken[draft.id]
+                if (held.digest, held.label, held.project, held.tenant) != key:
+                    self._discard_new_blobs(stored)
+                    raise ValidationError("id", f"{draft.id!r} already exists with other content or label")
+                assets.append(held)
+                continue
             if key in existing:
                 assets.append(existing[key])
                 continue
@@ -484,7 +495,7 @@ class Store:
         tenants = {d.tenant for _, d in batch}
         for tenant in tenants:
             for chunk in _chunks(digests, 500):
-                # One query per chunk of digests (a digest filter per chunk would be one query per asset).
+                # One query per 500 digests, not one per asset.
                 for asset in self._find_all(Filter(tenant=tenant, digests=chunk)):
                     found.setdefault((asset.digest or "", asset.label, asset.project, asset.tenant), asset)
         return found

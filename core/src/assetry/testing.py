@@ -12,7 +12,9 @@ Subclass the contract classes in your own test suite and provide the factory fix
     class TestMyCatalog(CatalogContract):
         @pytest.fixture
         def make_catalog(self, tmp_path):
-            return lambda dimension=4, url=None: MyCatalog(url or tmp_path, dimension)
+            def make(dimension=4, *, metric="cosine", name="main"):
+                return MyCatalog(tmp_path / name, dimension, metric)
+            return make
 
 Every test is then run against your backend, as fsspec's abstract suites are reused by s3fs.
 """
