@@ -1,0 +1,55 @@
+"""The async API runs the same store without blocking the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import assetry.aio
+from assetry.errors import AssetNotFound, ValidationError
+
+
+def test_async_store_round_trip(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with await assetry.aio.open(root=tmp_path / "s", vectors={"dimension": 2}) as store:
+            a = await store.add(b"one", label="one.txt", prompt="a lighthouse", embedding=[1.0, 0.0])
+            b = await store.add(b"two", label="two.txt", prompt="a meadow", embedding=[0.9, 0.1])
+            assert await store.read(a.id) == b"one"
+            assert (await store.find()).total == 2
+            assert [h.asset.id for h in await store.search("lighthouse")] == [a.id]
+            assert [h.asset.id for h in await store.similar(a.id)] == [b.id]
+            await store.update(a.id, add_tags=["x"])
+            assert (await store.get(a.id)).tags == ("x",)
+            await store.flush()
+            assert (await store.get(a.id)).access_count == 1
+            await store.delete(b.id)
+            with pytest.raises(AssetNotFound):
+                await store.get(b.id)
+            with pytest.raises(ValidationError):
+                await store.add(b"bad", label="../x")
+            assert (await store.stats()).usage.assets == 1
+
+    asyncio.run(main())
+
+
+def test_calls_do_not_block_the_loop(tmp_path: Path) -> None:
+    """While a batch ingest runs in its worker thread, other coroutines keep running."""
+
+    async def main() -> int:
+        ticks = 0
+        async with await assetry.aio.open(root=tmp_path / "s", vectors={"dimension": 2}) as store:
+
+            async def ticker() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await asyncio.sleep(0)
+
+            task = asyncio.create_task(ticker())
+            await store.add_many([(f"content {i}".encode(), {"label": f"f{i}"}) for i in range(200)])
+            task.cancel()
+        return ticks
+
+    assert asyncio.run(main()) > 10
