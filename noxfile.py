@@ -27,7 +27,8 @@ def tests(session: nox.Session) -> None:
     """The default test run (unit, property, integration, CLI end to end); slow tests excluded."""
     _sync(session, "test")
     session.run(
-        "pytest", *session.posargs,
+        "pytest",
+        *session.posargs,
         env={"HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "ci")},
     )
 
