@@ -459,7 +459,7 @@ class Store:
         new: list[Asset] = []
         for (content, draft), blob in zip(batch, stored, strict=True):
             key = (blob.digest, self._label(draft, content, None), draft.project, draft.tenant)
-            if draft.id in taken:
+            if draft.id is not None and draft.id in taken:
                 held = taken[draft.id]
                 if (held.digest, held.label, held.project, held.tenant) != key:
                     self._discard_new_blobs(stored)
