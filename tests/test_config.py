@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 import assetry
-from assetry.config import Config, load_config, parse_size, redact_secrets
+from assetry.config import Config, load_config, parse_size
 from assetry.errors import ConfigError
+from assetry.redact import redact_secrets, redact_text, secret_values
 
 
 def write(path: Path, text: str) -> Path:
@@ -153,3 +154,29 @@ def test_to_dict_shows_effective_locations(tmp_path: Path) -> None:
     data = cfg.to_dict()
     assert data["storage"]["url"] == cfg.storage_url
     assert data["catalog"]["url"] == cfg.catalog_url
+
+
+def test_secret_values_and_redact_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret-value")
+    options = {
+        "key": "AKIAEXAMPLE",
+        "client_kwargs": {"aws_secret_access_key": "nested-secret"},
+        "anon": False,
+        "endpoint_url": "http://127.0.0.1:9000",
+        "token": "ab",
+    }
+    found = secret_values(options, "s3://user:pass-word@bucket/x")
+    assert set(found) == {
+        "AKIAEXAMPLE",
+        "nested-secret",
+        "env-secret-value",
+        "user:pass-word",
+        "pass-word",
+        "user",
+    }
+    assert found == sorted(found, key=len, reverse=True)  # longest first: no partial leftovers
+    message = "denied for AKIAEXAMPLE/nested-secret at s3://user:pass-word@bucket (env-secret-value)"
+    redacted = redact_text(message, found)
+    for secret in found:
+        assert secret not in redacted
+    assert "127.0.0.1" not in found

@@ -15,10 +15,11 @@ from typing import Any
 import click
 
 from assetry import _convert
-from assetry.config import CONFIG_FILENAME, load_config, redact_url
+from assetry.config import CONFIG_FILENAME, load_config
 from assetry.errors import AssetryError, ConfigError, SourceError
 from assetry.model import ORDERS, Asset, Hit, Kind
 from assetry.plugins import get_plugin_manager
+from assetry.redact import redact_url
 from assetry.store import Store, iter_files
 
 log = logging.getLogger(__name__)

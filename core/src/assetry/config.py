@@ -26,6 +26,7 @@ import platformdirs
 from assetry import _convert
 from assetry.digests import ALGORITHMS, DEFAULT_ALGORITHM
 from assetry.errors import ConfigError
+from assetry.redact import redact_secrets
 
 CONFIG_FILENAME = "assetry.toml"
 ENV_CONFIG = "ASSETRY_CONFIG"
@@ -336,26 +337,3 @@ def parse_size(value: str | int, *, field: str = "quota") -> int:
     letter = unit[:1] if unit[:1] in "kmgtp" else ""
     factor = 1024 ** "bkmgtp".index(letter) if binary and letter else _UNITS[letter]
     return int(number * factor)
-
-
-_SECRET_KEY = re.compile(r"(secret|password|passwd|token|credential|session|private|(^|_)key$|^key$)", re.I)
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-REDACTED = "***"
-
-
-def redact_secrets(data: Any) -> Any:
-    """Replace values of secret-looking keys and credentials in URLs with ``***``, recursively."""
-    if isinstance(data, Mapping):
-        return {
-            k: (REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) and v else redact_secrets(v))
-            for k, v in data.items()
-        }
-    if isinstance(data, (list, tuple)):
-        return [redact_secrets(v) for v in data]
-    if isinstance(data, str):
-        return redact_url(data)
-    return data
-
-
-def redact_url(text: str) -> str:
-    return _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)

@@ -77,5 +77,11 @@ class PluginError(AssetryError):
     """A plugin could not be loaded, or two plugins claim the same backend name."""
 
 
+class BackendError(AssetryError):
+    """A storage or catalog backend failed (network, permissions, a missing bucket). The message names
+    the backend and the operation, with credentials redacted; the original exception is not chained
+    because its text may carry them."""
+
+
 class NotSupported(AssetryError):
     """The configured backend cannot do this (for example sign a download URL)."""
