@@ -250,8 +250,10 @@ def test_get_unknown_and_prefix_resolution(store: Store) -> None:
     with pytest.raises(AssetNotFound):
         store.get("nope")
     assert store.resolve(asset.id[:20]) == asset
-    twin = store.add(b"two", label="two", id=asset.id[:6] + "0" * 26)
-    other = store.add(b"three", label="three", id=asset.id[:6] + "1" * 26)
+    # Two more ids sharing the first 6 characters and differing from it (and each other) at the 7th.
+    spare = [c for c in "0123456789abcdef" if c != asset.id[6]]
+    twin = store.add(b"two", label="two", id=asset.id[:6] + spare[0] * 26)
+    other = store.add(b"three", label="three", id=asset.id[:6] + spare[1] * 26)
     with pytest.raises(AmbiguousId, match="matches several assets"):
         store.resolve(twin.id[:6] if asset.id[:6] == twin.id[:6] else other.id[:6])
     assert store.resolve(twin.id[:7]) == twin
@@ -548,3 +550,19 @@ def test_assets_cannot_be_written_into_another_tenant(store: Store) -> None:
         store.add(b"x", label="x", tenant="someone-else")
     assert info.value.field == "tenant"
     _unchanged(store, before)
+
+
+def test_one_write_counted_per_digest_whatever_the_put_order() -> None:
+    """Parallel puts of equal content: whichever finished first wrote it; a put that found it already
+    stored must not cancel that write, and a second reported write of the same digest is not counted."""
+    from assetry.model import StoredBlob
+    from assetry.store import _one_write_per_digest
+
+    d1, d2 = "blake3:" + "1" * 64, "blake3:" + "2" * 64
+    blobs = [
+        StoredBlob(d1, 5, False),
+        StoredBlob(d1, 5, True),
+        StoredBlob(d2, 7, True),
+        StoredBlob(d2, 7, True),
+    ]
+    assert [b.written for b in _one_write_per_digest(blobs)] == [False, True, True, False]

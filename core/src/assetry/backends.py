@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 import attrs
 
 from assetry.content import Content
-from assetry.errors import NotSupported
+from assetry.errors import NotSupported, ValidationError
 from assetry.model import (
     Asset,
     Filter,
@@ -38,6 +38,12 @@ class BlobStore(abc.ABC):
     algorithm: str
     """Digest algorithm used for new blobs (``blake3``, ``sha256``)."""
 
+    @property
+    def put_workers(self) -> int:
+        """How many `put` calls may run at once from threads (`Store.add_many` uses this). 1 unless the
+        backend's puts are thread-safe and spend their time outside the GIL (I/O, hashing)."""
+        return 1
+
     @abc.abstractmethod
     def put(self, content: Content) -> StoredBlob:
         """Store content under its digest, unless a blob with that digest exists (then write nothing)."""
@@ -52,6 +58,24 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def open(self, digest: str) -> BinaryIO:
         """A binary reader over the blob; raises `BlobNotFound`."""
+
+    def read_range(self, digest: str, start: int, length: int) -> bytes:
+        """Up to ``length`` bytes from offset ``start`` (fewer at the end of the blob, none past it);
+        raises `BlobNotFound`. Backends that can fetch a byte range in one request override this; the
+        default opens the blob, seeks and reads."""
+        check_range(start, length)
+        with self.open(digest) as reader:
+            if reader.seekable():
+                reader.seek(start)
+            else:
+                _skip(reader, start)
+            parts: list[bytes] = []
+            remaining = length
+            # A raw stream may return fewer bytes than asked before its end.
+            while remaining > 0 and (part := reader.read(remaining)):
+                parts.append(part)
+                remaining -= len(part)
+            return b"".join(parts)
 
     @abc.abstractmethod
     def size(self, digest: str) -> int:
@@ -79,6 +103,18 @@ class BlobStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook for backends holding resources
         """Release resources."""
+
+
+def check_range(start: int, length: int) -> None:
+    """Reject a negative offset or length (`ValidationError` naming ``start`` or ``length``)."""
+    for name, value in (("start", start), ("length", length)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValidationError(name, f"must be an integer >= 0, got {value!r}")
+
+
+def _skip(reader: BinaryIO, count: int) -> None:
+    while count > 0 and (part := reader.read(min(count, 1024 * 1024))):
+        count -= len(part)
 
 
 class Catalog(abc.ABC):

@@ -21,21 +21,23 @@ class Hasher(Protocol):
     def hexdigest(self) -> str: ...
 
 
-def _blake3() -> Hasher:
-    # max_threads lets the Rust side use both cores on large buffers; small updates stay single-threaded.
-    return blake3.blake3(max_threads=blake3.blake3.AUTO)
+def _blake3(threads: bool) -> Hasher:
+    # AUTO lets the Rust side use every core on large buffers. Callers that already run hashes in
+    # parallel, or copy on the other core meanwhile, ask for one thread: the threads then compete.
+    return blake3.blake3(max_threads=blake3.blake3.AUTO if threads else 1)
 
 
-ALGORITHMS: dict[str, Callable[[], Hasher]] = {
+ALGORITHMS: dict[str, Callable[[bool], Hasher]] = {
     "blake3": _blake3,
-    "sha256": hashlib.sha256,
+    "sha256": lambda threads: hashlib.sha256(),
 }
 DEFAULT_ALGORITHM = "blake3"
 
 
-def new_hasher(algorithm: str) -> Hasher:
+def new_hasher(algorithm: str, *, threads: bool = True) -> Hasher:
+    """A fresh hasher; ``threads=False`` keeps it on the calling thread (see `_blake3`)."""
     try:
-        return ALGORITHMS[algorithm]()
+        return ALGORITHMS[algorithm](threads)
     except KeyError:
         raise ConfigError(
             "storage.digest", f"unknown digest algorithm {algorithm!r}; choose one of {sorted(ALGORITHMS)}"
@@ -53,9 +55,11 @@ def split_digest(digest: str) -> tuple[str, str]:
     return algorithm, hexdigest
 
 
-def digest_stream(stream: BinaryIO, algorithm: str = DEFAULT_ALGORITHM) -> tuple[str, int]:
+def digest_stream(
+    stream: BinaryIO, algorithm: str = DEFAULT_ALGORITHM, *, threads: bool = True
+) -> tuple[str, int]:
     """Hash a stream to its end with bounded memory; returns (digest, size)."""
-    hasher = new_hasher(algorithm)
+    hasher = new_hasher(algorithm, threads=threads)
     size = 0
     buffer = bytearray(CHUNK_SIZE)
     view = memoryview(buffer)

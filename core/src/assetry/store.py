@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import secrets
 import shutil
 import threading
@@ -375,23 +376,29 @@ class Store:
     def _prepare(
         self, planned: list[tuple[Content, dict[str, Any]]], *, allow_empty: bool, on_duplicate: OnDuplicate
     ) -> tuple[list[tuple[Content, AssetDraft]], dict[str, Asset]]:
-        """Validate and enrich every item before any write. Also returns the records that already hold
-        ids the caller chose (with ``skip``, re-adding the same content under the same id is a no-op)."""
+        """Validate every item before any write. Also returns the records that already hold ids the
+        caller chose (with ``skip``, re-adding the same content under the same id is a no-op).
+
+        Enrichment (`assetry_ingest`) runs later, in `_commit_batch`, and only for content that is not
+        already cataloged: profiled, sniffing and parsing duplicates was most of a re-ingest, and an
+        embedding plugin would make it far worse."""
         prepared = []
+        # Files added together mostly carry the same fields: validate each distinct set once (profiled:
+        # structuring the same draft 2,000 times was a tenth of a bulk ingest).
+        drafts: dict[object, AssetDraft] = {}
         try:
             for content, fields in planned:
                 if content.size == 0 and not allow_empty:
                     raise SourceError(
                         content.name or "source", "is empty (0 bytes); pass allow_empty to store it"
                     )
-                draft = self.make_draft(fields)
-                draft = self._enrich(draft, content)
-                if draft.embedding is not None and len(draft.embedding) != self.config.vectors.dimension:
-                    raise ValidationError(
-                        "embedding",
-                        f"has {len(draft.embedding)} dimensions; the store is configured for "
-                        f"{self.config.vectors.dimension} ([vectors] dimension)",
-                    )
+                key = _freeze(fields)
+                draft = drafts.get(key) if key is not None else None
+                if draft is None:
+                    draft = self.make_draft(fields)
+                    if key is not None:
+                        drafts[key] = draft
+                self._check_embedding(draft)
                 prepared.append((content, draft))
         except BaseException:
             for content, _ in planned:
@@ -405,10 +412,27 @@ class Store:
             raise ValidationError("id", f"{sorted(taken)[0]!r} already exists")
         return prepared, taken
 
+    def _check_embedding(self, draft: AssetDraft) -> None:
+        if draft.embedding is not None and len(draft.embedding) != self.config.vectors.dimension:
+            raise ValidationError(
+                "embedding",
+                f"has {len(draft.embedding)} dimensions; the store is configured for "
+                f"{self.config.vectors.dimension} ([vectors] dimension)",
+            )
+
     def _enrich(self, draft: AssetDraft, content: Content) -> AssetDraft:
         results = self.plugins.hook.assetry_ingest(draft=draft, content=content, config=self.config)
         if not any(results):
             return draft
+        simple = _simple_updates(draft, results)
+        if simple is not None:
+            # Media type, kind and dimensions only (what sniffing finds for most files): evolve runs the
+            # same validators without the unstructure/structure round trip (profiled at ~0.15 ms/file).
+            try:
+                return attrs.evolve(draft, **simple)
+            except ValidationError as exc:
+                reason = f"{exc.reason} (value from an assetry_ingest plugin)"
+                raise ValidationError(_flat_field(exc.field), reason) from None
         data = _convert.unstructure(draft)
         for updates in results:
             for key, value in (updates or {}).items():
@@ -441,49 +465,148 @@ class Store:
         taken: Mapping[str, Asset],
         progress: Callable[[int], None] | None,
     ) -> IngestReport:
-        stored: list[StoredBlob] = []
-        for content, _ in batch:
-            try:
-                stored.append(self.blobs.put(content))
-            except OSError as exc:
-                self._discard_new_blobs(stored)
-                reason = exc.strerror or str(exc)
-                raise SourceError(content.name or "source", f"cannot read: {reason}") from None
-            except BaseException:
-                self._discard_new_blobs(stored)
-                raise
-            if progress:
-                progress(1)
-        existing = self._find_duplicates(batch, stored) if on_duplicate == "skip" else {}
+        enriched: dict[int, AssetDraft] = {}
+
+        def enrich_new_content(index: int, blob: StoredBlob) -> None:
+            # A blob written just now was referenced by no record (blobs go before rows, rows before
+            # blobs), so its asset is new: enrich it while the other blobs are still being written.
+            content, draft = batch[index]
+            if blob.written and draft.id is None:
+                enriched[index] = self._enrich(draft, content)
+
+        stored = self._put_blobs([content for content, _ in batch], progress, enrich_new_content)
         assets: list[Asset] = []
         new: list[Asset] = []
-        for (content, draft), blob in zip(batch, stored, strict=True):
-            key = (blob.digest, self._label(draft, content, None), draft.project, draft.tenant)
-            if draft.id is not None and draft.id in taken:
-                held = taken[draft.id]
-                if (held.digest, held.label, held.project, held.tenant) != key:
-                    self._discard_new_blobs(stored)
-                    raise ValidationError("id", f"{draft.id!r} already exists with other content or label")
-                assets.append(held)
-                continue
-            if key in existing:
-                assets.append(existing[key])
-                continue
-            asset = self._build_asset(draft, content, blob.digest, blob.size)
-            existing[key] = asset  # the same file twice in one batch is one asset too
-            assets.append(asset)
-            new.append(asset)
-        if new:
-            try:
+        try:
+            existing = self._find_duplicates(batch, stored) if on_duplicate == "skip" else {}
+            for index, ((content, draft), blob) in enumerate(zip(batch, stored, strict=True)):
+                # Duplicates are judged on what the caller gave (label or file name, project, tenant),
+                # before enrichment, which then runs only for content that is new to the catalog.
+                key = (blob.digest, self._label(draft, content, None), draft.project, draft.tenant)
+                if draft.id is not None and draft.id in taken:
+                    held = taken[draft.id]
+                    if (held.digest, held.label, held.project, held.tenant) != key:
+                        raise ValidationError(
+                            "id", f"{draft.id!r} already exists with other content or label"
+                        )
+                    assets.append(held)
+                    continue
+                if key in existing:
+                    assets.append(existing[key])
+                    continue
+                full = enriched[index] if index in enriched else self._enrich(draft, content)
+                # The plugins read the source after it was stored: if it changed meanwhile (a generator
+                # still writing), the metadata may describe other bytes than the blob holds.
+                content.check_unchanged()
+                self._check_embedding(full)
+                asset = self._build_asset(full, content, blob.digest, blob.size)
+                existing[key] = asset  # the same file twice in one batch is one asset too
+                assets.append(asset)
+                new.append(asset)
+            if new:
                 self.catalog.insert(new)
-            except BaseException:
-                self._discard_new_blobs(stored)
-                raise
+        except BaseException:
+            # An enrichment plugin's invalid value or a failed commit: nothing of this batch stays.
+            self._discard_new_blobs(stored)
+            raise
+        if new:
             self.plugins.hook.assetry_index(assets=new, store=self)
         written = [b for b in stored if b.written]
         return IngestReport(
             assets, len(new), len(assets) - len(new), len(written), sum(b.size for b in written)
         )
+
+    def _put_blobs(
+        self,
+        contents: Sequence[Content],
+        progress: Callable[[int], None] | None,
+        on_stored: Callable[[int, StoredBlob], None] | None = None,
+    ) -> list[StoredBlob]:
+        """Store every content's blob, in parallel where the backend allows it (``put_workers``).
+
+        Hashing and copying release the GIL, so a local store on two cores writes small files faster
+        than one ``cp`` process. ``on_stored(index, blob)`` runs in this thread as each blob is stored,
+        while the others are still being written. On any failure (of a put or of ``on_stored``), the
+        blobs this call wrote are removed again (unless something else references them) and the first
+        failure, in input order, is raised.
+        """
+        workers = max(1, min(self.blobs.put_workers, len(contents)))
+        stored: list[StoredBlob | None] = [None] * len(contents)
+        failures: dict[int, BaseException] = {}
+
+        def stored_one(index: int, blob: StoredBlob) -> None:
+            stored[index] = blob
+            if progress:
+                progress(1)
+            if on_stored is not None:
+                on_stored(index, blob)
+
+        if workers <= 1:
+            for index, content in enumerate(contents):
+                try:
+                    stored_one(index, self.blobs.put(content))
+                except BaseException as exc:
+                    failures[index] = exc
+                    break
+        else:
+            # A few long-lived workers taking the next index, not one future per file: submitting
+            # thousands of futures was a tenth of a bulk ingest in the profile.
+            indexes = iter(range(len(contents)))
+            take = threading.Lock()
+            stop = threading.Event()
+            results: queue.SimpleQueue[tuple[int, StoredBlob | BaseException]] = queue.SimpleQueue()
+
+            def work() -> None:
+                while not stop.is_set():
+                    with take:
+                        index = next(indexes, None)
+                    if index is None:
+                        return
+                    try:
+                        results.put((index, self.blobs.put(contents[index])))
+                    except BaseException as exc:
+                        results.put((index, exc))
+
+            threads = [
+                threading.Thread(target=work, name=f"assetry-put-{n}", daemon=True) for n in range(workers)
+            ]
+            for thread in threads:
+                thread.start()
+            try:
+                for _ in range(len(contents)):
+                    index, outcome = results.get()
+                    if isinstance(outcome, BaseException):
+                        failures[index] = outcome
+                        break
+                    try:
+                        stored_one(index, outcome)
+                    except BaseException as exc:
+                        failures[index] = exc
+                        break
+            finally:
+                stop.set()
+                for thread in threads:
+                    thread.join()
+                # Puts that finished after a failure still wrote their blobs: collect them for the discard.
+                while not results.empty():
+                    index, outcome = results.get()
+                    if isinstance(outcome, BaseException):
+                        failures.setdefault(index, outcome)
+                    else:
+                        stored[index] = outcome
+        done = [blob for blob in stored if blob is not None]
+        if failures:
+            self._discard_new_blobs(done)
+            index = min(failures)
+            failure = failures[index]
+            if isinstance(failure, OSError):
+                reason = failure.strerror or str(failure)
+                raise SourceError(contents[index].name or "source", f"cannot read: {reason}") from None
+            raise failure
+        # Equal contents put at the same moment may both report a write: count one write per digest.
+        # (Only an earlier *write* of the digest demotes a later one: an earlier put that found the blob
+        # already stored, because a concurrent put had just written it, must not cancel that write.)
+        return _one_write_per_digest(done)
 
     def _find_duplicates(
         self, batch: list[tuple[Content, AssetDraft]], stored: list[StoredBlob]
@@ -894,6 +1017,19 @@ def _close_backends(usage: UsageRecorder | None, catalog: Catalog, blobs: BlobSt
         blobs.close()
 
 
+def _one_write_per_digest(blobs: Sequence[StoredBlob]) -> list[StoredBlob]:
+    written: set[str] = set()
+    result = []
+    for blob in blobs:
+        if blob.written and blob.digest in written:
+            result.append(attrs.evolve(blob, written=False))
+            continue
+        if blob.written:
+            written.add(blob.digest)
+        result.append(blob)
+    return result
+
+
 def _flat_field(field: str | None) -> str | None:
     """``provenance.seed`` -> ``seed``: callers pass provenance and link fields flat; errors say so too."""
     if field and field.split(".")[0] in ("provenance", "links"):
@@ -918,6 +1054,48 @@ def iter_files(directory: Path, recursive: bool) -> Iterator[Path]:
                 yield from iter_files(path, recursive)
         elif path.is_file():
             yield path
+
+
+_SIMPLE_TYPES: dict[str, tuple[type, ...]] = {
+    "media_type": (str,),
+    "kind": (Kind,),
+    "width": (int,),
+    "height": (int,),
+    "duration": (float,),
+}
+
+
+def _simple_updates(draft: AssetDraft, results: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """The enrichment as keyword arguments for `attrs.evolve`, when every value is one of the plain
+    top-level fields above with its exact type; None when the general (structuring) path is needed.
+    As in that path, a plugin only fills what the caller left unset, and the first plugin wins."""
+    changes: dict[str, Any] = {}
+    for updates in results:
+        for key, value in (updates or {}).items():
+            types = _SIMPLE_TYPES.get(key)
+            if types is None or isinstance(value, bool) or not isinstance(value, types):
+                return None
+            if getattr(draft, key) is None and key not in changes:
+                changes[key] = value
+    return changes
+
+
+def _freeze(value: Any) -> object:
+    """A hashable stand-in for plain data (None when it holds anything else), to cache drafts by value."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return (type(value), value)
+    if isinstance(value, Mapping):
+        items = []
+        for key, item in value.items():
+            frozen = _freeze(item)
+            if frozen is None or not isinstance(key, str):
+                return None
+            items.append((key, frozen))
+        return ("map", tuple(sorted(items)))
+    if isinstance(value, (list, tuple)):
+        parts = [_freeze(item) for item in value]
+        return None if any(p is None for p in parts) else ("seq", tuple(parts))
+    return None
 
 
 def _as_list(value: Any) -> list[str]:

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import io
 import random
+import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,7 +28,7 @@ import pytest
 from assetry.backends import BlobStore
 from assetry.content import Content
 from assetry.digests import CHUNK_SIZE, DEFAULT_ALGORITHM, digest_bytes
-from assetry.errors import BlobNotFound, ValidationError
+from assetry.errors import BlobNotFound, NotSupported, ValidationError
 
 MakeBlobStore = Callable[[str], BlobStore]
 """``make_blob_store(algorithm)``: a new store over a fresh, empty location."""
@@ -203,6 +205,70 @@ class BlobStoreContract:
             {(digest_bytes(d, blob_store.algorithm), len(d)) for d in datas}
         )
 
+    def test_put_many_keeps_order_and_dedups_across_batches(self, blob_store: BlobStore) -> None:
+        # More items than any sensible upload batch, with repeats near and far apart.
+        datas = [_payload(100 + i % 45, seed=i % 45) for i in range(100)]
+        results = blob_store.put_many([Content.from_bytes(d) for d in datas])
+        assert [r.digest for r in results] == [digest_bytes(d, blob_store.algorithm) for d in datas]
+        assert [r.size for r in results] == [len(d) for d in datas]
+        assert [r.written for r in results] == [i < 45 for i in range(100)]
+        assert len(list(blob_store.iter_blobs())) == 45
+        again = blob_store.put_many([Content.from_bytes(d) for d in datas[:10]])
+        assert not any(r.written for r in again)
+
+    def test_put_many_mixes_small_and_large(self, blob_store: BlobStore, tmp_path: Path) -> None:
+        large = _payload(3 * CHUNK_SIZE + 7, seed=7)
+        (tmp_path / "large.bin").write_bytes(large)
+        contents = [
+            Content.from_bytes(b"small"),
+            Content.from_path(tmp_path / "large.bin"),
+            Content.from_bytes(b"small"),
+            Content.from_bytes(large),
+        ]
+        results = blob_store.put_many(contents)
+        assert [r.written for r in results] == [True, True, False, False]
+        assert _read_all(blob_store, results[1].digest) == large
+        assert blob_store.size(results[3].digest) == len(large)
+
+    # -- ranged reads ---------------------------------------------------------------------------------
+
+    def test_read_range(self, blob_store: BlobStore) -> None:
+        data = _payload(CHUNK_SIZE + 1000, seed=8)
+        digest = blob_store.put(Content.from_bytes(data)).digest
+        size = len(data)
+        for start, length in [
+            (0, 10),
+            (5, 100),
+            (CHUNK_SIZE - 5, 10),  # across a chunk boundary
+            (0, size),
+            (size - 10, 100),  # cut short at the end
+            (size - 1, 1),
+        ]:
+            expected = data[start : start + length]
+            assert blob_store.read_range(digest, start, length) == expected, (start, length)
+        assert blob_store.read_range(digest, 10, 0) == b""
+        assert blob_store.read_range(digest, size, 10) == b"", "a range at the end is empty"
+        assert blob_store.read_range(digest, size + 1000, 10) == b"", "a range past the end is empty"
+
+    def test_read_range_of_empty_blob(self, blob_store: BlobStore) -> None:
+        digest = blob_store.put(Content.from_bytes(b"")).digest
+        assert blob_store.read_range(digest, 0, 10) == b""
+
+    def test_read_range_of_missing_blob(self, blob_store: BlobStore) -> None:
+        with pytest.raises(BlobNotFound):
+            blob_store.read_range(_MISSING, 0, 10)
+        with pytest.raises(BlobNotFound):
+            blob_store.read_range(_MISSING, 0, 0)
+
+    @pytest.mark.parametrize(("start", "length", "field"), [(-1, 10, "start"), (0, -1, "length")])
+    def test_read_range_rejects_negative(
+        self, blob_store: BlobStore, start: int, length: int, field: str
+    ) -> None:
+        digest = blob_store.put(Content.from_bytes(b"abc")).digest
+        with pytest.raises(ValidationError) as info:
+            blob_store.read_range(digest, start, length)
+        assert info.value.field == field
+
     # -- has / size / open / delete -------------------------------------------------------------------
 
     def test_has_size_open_delete(self, blob_store: BlobStore) -> None:
@@ -250,7 +316,8 @@ class BlobStoreContract:
 
     @pytest.mark.parametrize("bad", ["", "blake3", "blake3:xyz", "../../etc/passwd", "blake3:../" + "a" * 40])
     def test_malformed_digest_is_rejected(self, blob_store: BlobStore, bad: str) -> None:
-        for call in (blob_store.has, blob_store.open, blob_store.size, blob_store.delete):
+        read_range = lambda digest: blob_store.read_range(digest, 0, 1)  # noqa: E731
+        for call in (blob_store.has, blob_store.open, blob_store.size, blob_store.delete, read_range):
             with pytest.raises(ValidationError) as info:
                 call(bad)
             assert info.value.field == "digest"
@@ -281,6 +348,16 @@ class BlobStoreContract:
         path = blob_store.local_path(digest)
         if path is not None:
             assert Path(path).read_bytes() == data
+
+    def test_signed_url_serves_the_blob_or_is_not_supported(self, blob_store: BlobStore) -> None:
+        data = _payload(5000, seed=9)
+        digest = blob_store.put(Content.from_bytes(data)).digest
+        try:
+            url = blob_store.signed_url(digest, timedelta(minutes=5))
+        except NotSupported:
+            return
+        with urllib.request.urlopen(url, timeout=30) as response:  # a plain GET, no credentials
+            assert response.read() == data
 
     def test_describe(self, blob_store: BlobStore) -> None:
         text = blob_store.describe()

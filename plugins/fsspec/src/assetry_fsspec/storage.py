@@ -1,32 +1,55 @@
 """`FsspecBlobStore`: content-addressed blobs on any fsspec filesystem (local disk by default).
 
 Layout under the root: ``blobs/<algo>/<hex[0:2]>/<hex[2:4]>/<hex>`` for published blobs and ``tmp/`` for
-writes in progress. A blob appears at its key only once it is complete: on local disk through a temporary
-file in ``tmp/`` renamed into place (same filesystem, so the rename is atomic), on other filesystems through
-a temporary key moved into place (object stores publish a copy atomically).
+writes in progress. A blob appears at its key only once it is complete:
+
+- on local disk through a temporary file in ``tmp/`` renamed into place (same filesystem, so the rename is
+  atomic);
+- on S3 by a conditional write straight to the final key (``If-None-Match: *``): one PUT for small
+  contents, a multipart upload (completed only after the uploaded bytes hashed to the digest) for large
+  ones. S3 publishes an object whole or not at all, and a 412 answer means another writer stored the same
+  content first, so concurrent ingest of the same content from several processes stores it once;
+- on other filesystems through a temporary key moved into place (object stores publish a copy atomically).
+
+Failures of remote requests become `RemoteStorageError`: one line naming the store and what failed, never
+credentials (secret option values and URL user info are redacted from the message).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import errno
+import functools
 import logging
 import os
 import re
 import shutil
 import stat
+import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from assetry.backends import BlobStore, StorageSpec
+from assetry.backends import BlobStore, StorageSpec, check_range
 from assetry.content import Content
 from assetry.digests import CHUNK_SIZE, digest_stream, format_digest, new_hasher, split_digest
-from assetry.errors import BlobNotFound, ConfigError, ContentMismatch, NotSupported, ValidationError
+from assetry.errors import (
+    AssetryError,
+    BackendError,
+    BlobNotFound,
+    ConfigError,
+    ContentMismatch,
+    NotSupported,
+    ValidationError,
+)
 from assetry.model import StoredBlob, check_digest
+from assetry.redact import redact_text, secret_values
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +59,53 @@ _TMP_SUFFIX = ".tmp"
 _WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 _USERINFO = re.compile(r"^[^/@]*@")
 
+T = TypeVar("T")
+
+MiB = 1024 * 1024
+
+LOCAL_PUT_WORKERS = 4
+"""Concurrent local puts (threads): measured best on 2 cores, where one thread waits on the page cache
+while another hashes."""
+
+LOCAL_SMALL_FILE = 4 * MiB
+"""Local files up to this size are read into memory once (hash and write from the same buffer); larger
+ones are hashed first, then copied by the OS (memory stays bounded whatever the size)."""
+
+S3_PUT_WORKERS = 8
+"""Concurrent `put` calls `Store.add_many` may make on S3 (each a conditional PUT of at most
+`SINGLE_PUT_MAX` bytes, or a multipart upload holding about three parts): uploads wait on the network,
+so a few in flight hide its latency while memory stays within about 8 x 26 MiB in the worst case."""
+
+SINGLE_PUT_MAX = 8 * MiB
+"""Contents up to this size go to S3 in one conditional PUT from memory; larger ones as a multipart
+upload that streams from the source, so memory stays bounded by `PART_SIZE` whatever the size."""
+
+PART_SIZE = 8 * MiB
+"""Multipart part size (S3's minimum is 5 MiB), raised for very large contents to stay within 10,000 parts."""
+
+_MAX_PARTS = 10_000
+
+PUT_BATCH = 32
+"""Uploads in flight at once in `FsspecBlobStore.put_many`. Measured: s3fs's ``put(list, list)`` with its
+default batch size uploaded all 2,000 small files at once and took over 1 GB of client memory; 32 at a
+time was both faster and small."""
+
+PUT_BATCH_BYTES = 64 * MiB
+"""At most this many bytes of small contents are held in memory for one batch of concurrent uploads."""
+
+READ_BLOCK = 8 * MiB
+"""Read-ahead block of remote readers (s3fs defaults to 50 MiB per open reader)."""
+
+SIGNED_URL_MAX = timedelta(days=7)
+"""The longest expiry S3 accepts for a SigV4 presigned URL."""
+
+_S3_PROTOCOLS = ("s3", "s3a")
+
+
+class RemoteStorageError(BackendError):
+    """A request to remote storage failed (network, permissions, a missing bucket). The message names the
+    store and the operation; credentials are redacted from it."""
+
 
 class FsspecBlobStore(BlobStore):
     """Blobs stored once under their digest on an fsspec filesystem.
@@ -44,11 +114,15 @@ class FsspecBlobStore(BlobStore):
     that edits it in place would otherwise silently corrupt every asset sharing the blob.
     """
 
-    def __init__(self, fs: Any, root: str, *, algorithm: str) -> None:
+    def __init__(self, fs: Any, root: str, *, algorithm: str, secrets: Iterable[str] = ()) -> None:
         new_hasher(algorithm)  # fails early, naming storage.digest, for an unknown algorithm
         self.fs = fs
         self.algorithm = algorithm
         self.is_local = isinstance(fs, LocalFileSystem)
+        protocols = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+        self.is_s3 = any(p in _S3_PROTOCOLS for p in protocols)
+        # Longest first, so a secret containing another is replaced whole.
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
         # Keys are built as f"{root}/...", so the filesystem root "/" becomes "".
         self.root = root.rstrip("/")
         self._dirs_ready = False
@@ -64,17 +138,24 @@ class FsspecBlobStore(BlobStore):
         options = spec.options if spec.options is not None else {}
         if not isinstance(options, Mapping):
             raise ConfigError("storage.options", "must be a table of fsspec storage options")
+        secrets = secret_values(options, spec.url)
+        is_s3 = spec.url.startswith(tuple(f"{p}://" for p in _S3_PROTOCOLS))
+        if is_s3:
+            options = _s3_defaults(options)
+        error: ConfigError | None = None
         try:
             fs, root = fsspec.url_to_fs(spec.url, **options)
         except ImportError as exc:
             # fsspec's message names the missing package ("Install s3fs to access S3").
-            hint = "; install assetry[s3]" if spec.url.startswith(("s3://", "s3a://")) else ""
-            raise ConfigError("storage.url", f"{exc}{hint}") from None
+            hint = "; install assetry[s3]" if is_s3 else ""
+            error = ConfigError("storage.url", f"{exc}{hint}")
         except ValueError as exc:
-            raise ConfigError("storage.url", str(exc)) from None
+            error = ConfigError("storage.url", redact_text(str(exc), secrets))
         except TypeError as exc:
-            raise ConfigError("storage.options", str(exc)) from None
-        return cls(fs, root, algorithm=spec.digest)
+            error = ConfigError("storage.options", redact_text(str(exc), secrets))
+        if error is not None:
+            raise error  # outside the handler, so the original (which may echo options) is not chained
+        return cls(fs, root, algorithm=spec.digest, secrets=secrets)
 
     # -- layout ---------------------------------------------------------------------------------------
 
@@ -97,6 +178,14 @@ class FsspecBlobStore(BlobStore):
         self._dirs_ready = True
 
     # -- writing --------------------------------------------------------------------------------------
+
+    @property
+    def put_workers(self) -> int:
+        """How many `put` calls `Store.add_many` may run at once. Local puts are thread-safe and spend
+        their time in system calls and BLAKE3, both outside the GIL."""
+        if self.is_local:
+            return LOCAL_PUT_WORKERS
+        return S3_PUT_WORKERS if self.is_s3 else 1
 
     def put(self, content: Content) -> StoredBlob:
         """Store content under its digest, unless it is already stored (then write nothing).
@@ -124,18 +213,37 @@ class FsspecBlobStore(BlobStore):
         return result
 
     def _put_local_file(self, content: Content, source: os.PathLike[str]) -> StoredBlob:
-        # Hash before copying: re-ingesting a duplicate then costs one read and no write.
-        with open(source, "rb") as reader:
-            digest, size = digest_stream(reader, self.algorithm)
-        _check_source(content, size)
-        final = self._key(digest)
-        if os.path.exists(final):
-            return StoredBlob(digest=digest, size=size, written=False)
+        if content.size <= LOCAL_SMALL_FILE:
+            return self._put_local_small(content, source)
+        # A large file is hashed and copied at the same time, in two threads (both outside the GIL):
+        # measured on a 1 GiB file, hashing then copying took twice as long as `cp`, the two together
+        # about as long. A duplicate is still recognised by its hash and never published again; its
+        # temporary copy is removed (usually before the kernel has written any of it to disk).
         tmp = self._create_local_tmp()
+        copy_errors: list[BaseException] = []
+
+        def copy() -> None:
+            try:
+                # copyfile lets the OS move the bytes (sendfile / copy_file_range), never through Python.
+                shutil.copyfile(source, tmp)
+            except BaseException as exc:
+                copy_errors.append(exc)
+
+        copier = threading.Thread(target=copy, name="assetry-copy", daemon=True)
+        copier.start()
         try:
-            # copyfile lets the OS move the bytes (sendfile / copy_file_range), never through Python.
-            shutil.copyfile(source, tmp)
+            try:
+                with open(source, "rb") as reader:
+                    digest, size = digest_stream(reader, self.algorithm, threads=False)
+            finally:
+                copier.join()
+            if copy_errors:
+                raise copy_errors[0]
             _check_source(content, size)
+            final = self._key(digest)
+            if os.path.exists(final):
+                _remove_quietly(tmp)
+                return StoredBlob(digest=digest, size=size, written=False)
             copied = os.stat(tmp).st_size
             if copied != size:
                 raise ContentMismatch(f"{content.name}: copied {copied} bytes, hashed {size}; try again")
@@ -143,6 +251,69 @@ class FsspecBlobStore(BlobStore):
         except BaseException:
             _remove_quietly(tmp)
             raise
+
+    def _put_local_small(self, content: Content, source: os.PathLike[str]) -> StoredBlob:
+        """A small file is read once into memory, hashed, and written from there: one open of the source
+        and no second read, no chmod (the temporary file is created read-only). Measured on 2,000 files
+        of 256 KiB this halves the per-file cost of hash-then-copyfile."""
+        with open(source, "rb") as reader:
+            data = reader.read(LOCAL_SMALL_FILE + 1)
+        _check_source(content, len(data))
+        # One thread per file: puts run in parallel already, and BLAKE3's own threads cost more than
+        # they bring on buffers this small (measured: 2,000 files of 256 KiB ingest ~15% faster).
+        hasher = new_hasher(self.algorithm, threads=False)
+        hasher.update(data)
+        digest = format_digest(self.algorithm, hasher.hexdigest())
+        final = self._key(digest)
+        if os.path.exists(final):
+            return StoredBlob(digest=digest, size=len(data), written=False)
+        # The temporary file goes next to its final name (a dot file, off the layout), so publishing is
+        # a rename within one directory: renames across directories take a filesystem-wide lock on
+        # Linux, which serialised parallel puts (measured: 2,000 files of 256 KiB, 4 threads, ~15%
+        # faster this way). `sweep_temp` removes such files left by a crash.
+        leaf = os.path.dirname(final)
+        tmp = f"{leaf}/.{uuid.uuid4().hex}{_TMP_SUFFIX}"
+        try:
+            # Read-only from the start (the umask still applies): the open descriptor may write anyway.
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            except FileNotFoundError:
+                os.makedirs(leaf, exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            with open(fd, "wb", buffering=0) as writer:
+                view = memoryview(data)
+                while view:
+                    view = view[writer.write(view) or 0 :]
+            return self._rename_local(tmp, final, digest, len(data))
+        except BaseException:
+            _remove_quietly(tmp)
+            raise
+
+    def _open_local_tmp(self, tmp: str, mode: int) -> int:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            return os.open(tmp, flags, mode)
+        except FileNotFoundError:  # the store directory was removed since this object created it
+            os.makedirs(self._tmp_dir(), exist_ok=True)
+            return os.open(tmp, flags, mode)
+
+    def _rename_local(self, tmp: str, final: str, digest: str, size: int) -> StoredBlob:
+        """Publish a complete, read-only temporary file under its digest key."""
+        try:
+            try:
+                os.replace(tmp, final)
+            except FileNotFoundError:
+                # The shard directories do not exist yet (checked only when needed: a syscall saved
+                # per blob once the store has grown).
+                os.makedirs(os.path.dirname(final), exist_ok=True)
+                os.replace(tmp, final)
+        except OSError:
+            # A concurrent writer published the same digest first (Windows refuses to replace it).
+            if os.path.exists(final):
+                _remove_quietly(tmp)
+                return StoredBlob(digest=digest, size=size, written=False)
+            raise
+        return StoredBlob(digest=digest, size=size, written=True)
 
     def _put_local_stream(self, content: Content) -> StoredBlob:
         hasher = new_hasher(self.algorithm)
@@ -180,18 +351,63 @@ class FsspecBlobStore(BlobStore):
             _remove_quietly(tmp)
             return StoredBlob(digest=digest, size=size, written=False)
         os.chmod(tmp, stat.S_IMODE(os.stat(tmp).st_mode) & ~_WRITE_BITS)
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            # A concurrent writer published the same digest first (Windows refuses to replace it).
-            if os.path.exists(final):
-                _remove_quietly(tmp)
-                return StoredBlob(digest=digest, size=size, written=False)
-            raise
-        return StoredBlob(digest=digest, size=size, written=True)
+        return self._rename_local(tmp, final, digest, size)
+
+    def put_many(self, contents: Sequence[Content]) -> list[StoredBlob]:
+        """Store several contents, in order; ``written`` is True only for the first of several equal
+        contents, and only if it was not stored before.
+
+        On S3, small contents (up to `SINGLE_PUT_MAX`) are read and hashed one after the other while up to
+        `PUT_BATCH` of them upload concurrently, holding at most about `PUT_BATCH_BYTES` in memory; large
+        ones stream one by one.
+        """
+        if not self.is_s3:
+            return [self.put(content) for content in contents]
+        results: list[StoredBlob | None] = [None] * len(contents)
+        first: set[str] = set()
+        in_flight: collections.deque[tuple[int, str, int, Future[bool]]] = collections.deque()
+        in_flight_bytes = 0
+
+        def finish_oldest() -> None:
+            nonlocal in_flight_bytes
+            index, digest, size, future = in_flight.popleft()
+            results[index] = StoredBlob(digest=digest, size=size, written=future.result())
+            in_flight_bytes -= size
+
+        with ThreadPoolExecutor(max_workers=PUT_BATCH, thread_name_prefix="assetry-put") as pool:
+            try:
+                for index, content in enumerate(contents):
+                    if content.size > SINGLE_PUT_MAX:
+                        results[index] = self.put(content)
+                        continue
+                    data, digest = self._read_small(content)
+                    if digest in first:
+                        results[index] = StoredBlob(digest=digest, size=len(data), written=False)
+                        continue
+                    first.add(digest)
+                    while in_flight and (
+                        len(in_flight) >= PUT_BATCH or in_flight_bytes + len(data) > PUT_BATCH_BYTES
+                    ):
+                        finish_oldest()
+                    future = pool.submit(self._create_object, self._key(digest), data)
+                    in_flight.append((index, digest, len(data), future))
+                    in_flight_bytes += len(data)
+                while in_flight:
+                    finish_oldest()
+            except BaseException:
+                for *_, future in in_flight:
+                    future.cancel()
+                raise
+        stored = [result for result in results if result is not None]
+        assert len(stored) == len(contents)
+        logger.debug(
+            "stored %d of %d blobs in %s", sum(r.written for r in stored), len(stored), self.describe()
+        )
+        return stored
 
     def _put_remote(self, content: Content) -> StoredBlob:
+        if self.is_s3:
+            return self._put_conditional(content)
         # Content is always local (bytes, a spool or a file), so hashing it first is cheap next to an
         # upload and lets a duplicate skip the upload entirely.
         with content.open() as reader:
@@ -222,6 +438,101 @@ class FsspecBlobStore(BlobStore):
             raise
         return StoredBlob(digest=digest, size=size, written=True)
 
+    def _put_conditional(self, content: Content) -> StoredBlob:
+        """S3: write straight to the final key, only if no object is there (``If-None-Match: *``)."""
+        if content.size <= SINGLE_PUT_MAX:
+            data, digest = self._read_small(content)
+            written = self._create_object(self._key(digest), data)
+            return StoredBlob(digest=digest, size=len(data), written=written)
+        # Hashing the local content first is cheap next to an upload and lets a duplicate skip it.
+        with content.open() as reader:
+            digest, size = digest_stream(reader, self.algorithm)
+        _check_source(content, size)
+        key = self._key(digest)
+        if self._remote("look up a blob", lambda: self.fs.isfile(key)):
+            return StoredBlob(digest=digest, size=size, written=False)
+        written = self._upload_multipart(content, key, digest, size)
+        return StoredBlob(digest=digest, size=size, written=written)
+
+    def _read_small(self, content: Content) -> tuple[bytes, str]:
+        """A small content's bytes and digest: the bytes uploaded are exactly the bytes hashed."""
+        with content.open() as reader:
+            data = reader.read()
+        _check_source(content, len(data))
+        hasher = new_hasher(self.algorithm)
+        hasher.update(data)
+        return data, format_digest(self.algorithm, hasher.hexdigest())
+
+    def _create_object(self, key: str, data: bytes) -> bool:
+        """One conditional PUT; False if an object was already at the key (412: stored by someone else)."""
+
+        def put() -> bool:
+            try:
+                self.fs.pipe_file(key, data, mode="create")
+            except FileExistsError:
+                return False
+            return True
+
+        return self._remote("store a blob", put)
+
+    def _upload_multipart(self, content: Content, key: str, digest: str, size: int) -> bool:
+        """Stream a large content to the final key as a multipart upload, hashing what is sent. The upload
+        is completed (conditionally) only if the bytes sent hash to ``digest``; otherwise it is aborted
+        and nothing is published."""
+        part_size = max(PART_SIZE, -(-size // _MAX_PARTS))
+        writer = self._remote(
+            "start an upload", lambda: self.fs.open(key, "xb", block_size=part_size, autocommit=False)
+        )
+        completed = False
+        try:
+            hasher = new_hasher(self.algorithm)
+            sent = 0
+            with content.open() as reader:
+                while chunk := reader.read(CHUNK_SIZE):
+                    hasher.update(chunk)
+                    self._remote("upload a blob", functools.partial(writer.write, chunk))
+                    sent += len(chunk)
+            _check_source(content, sent)
+            if format_digest(self.algorithm, hasher.hexdigest()) != digest or sent != size:
+                raise ContentMismatch(f"{content.name}: the content changed while it was being stored")
+            # close() sends the last part; with autocommit off it does not complete the upload.
+            self._remote("upload a blob", writer.close)
+
+            def complete() -> bool:
+                try:
+                    writer.commit()
+                except FileExistsError:
+                    return False
+                return True
+
+            completed = self._remote("complete an upload", complete)
+            return completed
+        finally:
+            if not completed:
+                self._abort_quietly(writer)
+
+    def _abort_quietly(self, writer: Any) -> None:
+        try:
+            writer.discard()
+        except Exception:  # parts left behind are removed by the bucket's lifecycle rule, if any
+            logger.warning("could not abort an unfinished upload to %s", self.describe())
+        # Marked closed, or the file's finaliser would try to send the rest of its buffer.
+        writer.closed = True
+        # Marked closed, or the file's finaliser would try to send the rest of its buffer.
+        writer.closed = True
+
+    def _remote(self, action: str, call: Callable[[], T]) -> T:
+        """Run a request to remote storage. Any failure but assetry's own becomes a `RemoteStorageError`
+        whose message names the store and the action, with credentials redacted. The original exception
+        is not chained (its message or its causes may echo options)."""
+        try:
+            return call()
+        except AssetryError:
+            raise
+        except Exception as exc:
+            message = redact_text(f"{type(exc).__name__}: {exc}", self._secrets)
+        raise RemoteStorageError(f"{self.describe()}: cannot {action}: {message}")
+
     def _remove_remote_quietly(self, key: str) -> None:
         try:
             self.fs.rm_file(key)
@@ -236,31 +547,79 @@ class FsspecBlobStore(BlobStore):
         key = self._key(digest)
         if self.is_local:
             return os.path.isfile(key)
-        return bool(self.fs.isfile(key))
+        return bool(self._remote("look up a blob", lambda: self.fs.isfile(key)))
 
     def open(self, digest: str) -> BinaryIO:
+        """A reader over the blob. Remote readers fetch `READ_BLOCK` bytes at a time, so memory stays
+        bounded whatever the size."""
         key = self._key(digest)
-        try:
-            if self.is_local:
+        if self.is_local:
+            try:
                 return open(key, "rb")
-            return self.fs.open(key, "rb")  # type: ignore[no-any-return]
-        except FileNotFoundError:
-            raise BlobNotFound(digest) from None
+            except FileNotFoundError:
+                raise BlobNotFound(digest) from None
+
+        def remote_open() -> BinaryIO:
+            try:
+                return self.fs.open(key, "rb", block_size=READ_BLOCK)  # type: ignore[no-any-return]
+            except FileNotFoundError:
+                raise BlobNotFound(digest) from None
+
+        return self._remote("open a blob", remote_open)
+
+    def read_range(self, digest: str, start: int, length: int) -> bytes:
+        """Up to ``length`` bytes from ``start``; on remote storage one ranged GET."""
+        if self.is_local:
+            return super().read_range(digest, start, length)
+        check_range(start, length)
+        key = self._key(digest)
+        if length == 0:
+            self.size(digest)  # still a BlobNotFound for a missing blob
+            return b""
+
+        def fetch() -> bytes | None:
+            try:
+                return bytes(self.fs.cat_file(key, start=start, end=start + length))
+            except FileNotFoundError:
+                raise BlobNotFound(digest) from None
+            except OSError as exc:
+                # S3 answers 416 for a range starting at or past the end (s3fs: EINVAL).
+                if exc.errno == errno.EINVAL:
+                    return None
+                raise
+
+        data = self._remote("read a blob", fetch)
+        if data is None:
+            if self.size(digest) > start:
+                raise RemoteStorageError(f"{self.describe()}: cannot read {digest} from byte {start}")
+            return b""
+        return data
 
     def size(self, digest: str) -> int:
         key = self._key(digest)
-        try:
-            if self.is_local:
+        if self.is_local:
+            try:
                 return os.stat(key).st_size
-            return int(self.fs.info(key)["size"])
-        except FileNotFoundError:
-            raise BlobNotFound(digest) from None
+            except FileNotFoundError:
+                raise BlobNotFound(digest) from None
+
+        def info() -> int:
+            try:
+                return int(self.fs.info(key)["size"])
+            except FileNotFoundError:
+                raise BlobNotFound(digest) from None
+
+        return self._remote("look up a blob", info)
 
     def delete(self, digest: str) -> None:
         key = self._key(digest)
         if not self.is_local:
-            with contextlib.suppress(FileNotFoundError):
-                self.fs.rm_file(key)
+
+            def remove() -> None:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm_file(key)
+
+            self._remote("delete a blob", remove)
             return
         try:
             os.unlink(key)
@@ -279,11 +638,26 @@ class FsspecBlobStore(BlobStore):
             yield from self._iter_local_blobs()
             return
         base = f"{self.root}/{BLOBS}"
-        for path, info in self.fs.find(base, detail=True).items():
-            relative = self.fs._strip_protocol(path)[len(base) :].strip("/")
-            digest = _digest_of(relative.split("/"))
-            if digest is not None and info.get("type", "file") == "file":
-                yield digest, int(info["size"])
+        # One listing per first-level shard (1/256 of the keys of an algorithm), not one of everything:
+        # memory stays bounded however many blobs there are.
+        for algo in self._list_dirs(base):
+            for shard in self._list_dirs(algo):
+                found = self._remote("list blobs", functools.partial(self.fs.find, shard, detail=True))
+                for path, info in found.items():
+                    relative = self.fs._strip_protocol(path)[len(base) :].strip("/")
+                    digest = _digest_of(relative.split("/"))
+                    if digest is not None and info.get("type", "file") == "file":
+                        yield digest, int(info["size"])
+
+    def _list_dirs(self, path: str) -> list[str]:
+        def listing() -> list[str]:
+            try:
+                entries = self.fs.ls(path, detail=True)
+            except FileNotFoundError:
+                return []
+            return [entry["name"] for entry in entries if entry.get("type") == "directory"]
+
+        return self._remote("list blobs", listing)
 
     def _iter_local_blobs(self) -> Iterator[tuple[str, int]]:
         # Walks exactly three directory levels so a stray deep tree cannot make the sweep wander.
@@ -315,13 +689,19 @@ class FsspecBlobStore(BlobStore):
         seconds = int(expires.total_seconds())
         if seconds <= 0:
             raise ValidationError("expires", f"must be at least one second, got {expires}")
+        if self.is_s3 and expires > SIGNED_URL_MAX:
+            raise ValidationError("expires", f"S3 signs URLs for at most 7 days, got {expires}")
         key = self._key(digest)
         if self.is_local:
             raise NotSupported(f"the {self.describe()} storage cannot sign download URLs")
-        try:
-            return str(self.fs.sign(key, expiration=seconds))
-        except NotImplementedError:
-            raise NotSupported(f"the {self.describe()} storage cannot sign download URLs") from None
+
+        def sign() -> str:
+            try:
+                return str(self.fs.sign(key, expiration=seconds))
+            except NotImplementedError:
+                raise NotSupported(f"the {self.describe()} storage cannot sign download URLs") from None
+
+        return self._remote("sign a download URL", sign)
 
     def describe(self) -> str:
         if self.is_local:
@@ -341,10 +721,16 @@ class FsspecBlobStore(BlobStore):
         cutoff = datetime.now(UTC) - older_than
         removed = 0
         if self.is_local:
-            try:
-                entries = list(os.scandir(self._tmp_dir()))
-            except FileNotFoundError:
-                return 0
+            entries = _scandir(self._tmp_dir(), dirs=False)
+            # Small files are written beside their final name (see `_put_local_small`).
+            for algo in _scandir(f"{self.root}/{BLOBS}", dirs=True):
+                for first in _scandir(algo.path, dirs=True):
+                    for second in _scandir(first.path, dirs=True):
+                        entries += [
+                            e
+                            for e in _scandir(second.path, dirs=False)
+                            if e.name.startswith(".") and e.name.endswith(_TMP_SUFFIX)
+                        ]
             for entry in entries:
                 try:
                     if not entry.is_file(follow_symlinks=False):
@@ -376,6 +762,18 @@ class FsspecBlobStore(BlobStore):
 
     def __repr__(self) -> str:
         return f"<FsspecBlobStore {self.describe()} {self.algorithm}>"
+
+
+def _s3_defaults(options: Mapping[str, Any]) -> dict[str, Any]:
+    """s3fs options, with defaults this store relies on unless the configuration sets them."""
+    result = dict(options)
+    # Several processes share a store: a cached listing would hide blobs others wrote since.
+    result.setdefault("use_listings_cache", False)
+    config = dict(result.get("config_kwargs") or {})
+    # SigV4 presigned URLs (botocore would sign with the legacy SigV2, which newer regions refuse).
+    config.setdefault("signature_version", "s3v4")
+    result["config_kwargs"] = config
+    return result
 
 
 def _check_source(content: Content, size: int) -> None:

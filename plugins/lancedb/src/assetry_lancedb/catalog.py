@@ -15,14 +15,21 @@ Three tables live under the catalog URL:
 Every write of a batch is one LanceDB commit per table touched (one version), never one per asset:
 measured, per-row commits cost thousands of versions and slow every later read. Commits that lose a race
 with another process are retried with jittered exponential backoff; writes are idempotent by id.
+
+On S3 (``s3://bucket/path``, endpoint and credentials in ``storage_options``) the same holds: the tables
+declare their primary key, so concurrent upserts of the same new ids from several processes store each
+once. Credentials never reach messages: opening errors become a one-line `ConfigError` naming
+``catalog.url``, and any error whose message carries a configured secret is re-raised redacted.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -35,11 +42,11 @@ from urllib.parse import urlsplit
 import lancedb
 import pyarrow as pa
 import pyarrow.compute as pc
-from lancedb.index import FTS, Bitmap, BTree, IvfPq, LabelList
+from lancedb.index import FTS, Bitmap, BTree, IvfSq, LabelList
 from lancedb.query import ColumnOrdering
 
 from assetry.backends import Catalog, CatalogSpec
-from assetry.errors import AssetNotFound, AssetryError, ConfigError, ValidationError
+from assetry.errors import AssetNotFound, AssetryError, BackendError, ConfigError, ValidationError
 from assetry.model import (
     SCHEMA_VERSION,
     Asset,
@@ -51,6 +58,7 @@ from assetry.model import (
     StorageUsage,
     UsageEvent,
 )
+from assetry.redact import redact_text, secret_values
 from assetry_lancedb import rows, sql
 from assetry_lancedb.options import LanceOptions
 
@@ -77,11 +85,31 @@ WRITE_ATTEMPTS = 5
 RETRY_BASE_SECONDS = 0.05
 
 ANN_NPROBES = 20
-ANN_REFINE_FACTOR = 10
-"""Measured at 1M x 384: IVF_PQ with num_sub_vectors = dim/4 and refine_factor 10 gives recall@10 0.995."""
+ANN_PROBE_FRACTION = 0.04
+"""IVF partitions probed per approximate query: ANN_NPROBES, or this share of the ~sqrt(rows) partitions
+if more. Measured on 384-d vectors (docs/benchmarks.md): 20 of 316 partitions give recall@10 0.98 at
+100k rows; at 1M rows 20 of 1,000 gave 0.90 and 40 gave 0.97."""
 
-# Lance's messages for a commit that lost a race (its own retries exhausted): safe to run again.
-_CONFLICT_MARKERS = ("too many concurrent writers", "commit conflict", "retryable")
+ANN_MIN_FRACTION = 0.05
+"""A filter keeping at least this share of the rows (or ``ann_min_rows`` of them) is searched through the
+index with the filter applied first; a more selective one exactly, over just the rows it keeps."""
+
+EXACT_NUMPY_MAX_ROWS = 200_000
+"""Exact searches over at most this many rows read the vectors and rank them in numpy (at most ~300 MB
+of 384-d vectors at once); larger ones (only without an index) stream through LanceDB's flat search."""
+
+VECTOR_INDEX_RECHECK_SECONDS = 5.0
+"""How long "no vector index" is believed before asking LanceDB again (another process may build it)."""
+
+# Lance's messages for a commit that lost a race (its own retries exhausted) or conflicted with another
+# process's commit. Seen on S3 with several writers; every write here is idempotent by id, so safe to run
+# again on top of the other commit.
+_CONFLICT_MARKERS = (
+    "too many concurrent writers",
+    "commit conflict",
+    "retryable",
+    "incompatible transaction",
+)
 
 _PRIMARY_KEY_METADATA = b"lance-schema:unenforced-primary-key:position"
 
@@ -102,6 +130,53 @@ class CatalogWriteError(AssetryError):
     """LanceDB reported success but the rows are not as written, even after a second attempt."""
 
 
+class CatalogError(BackendError):
+    """LanceDB failed with a message that carried credentials; this is that message, redacted."""
+
+
+def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a catalog method so that an exception whose message (or any exception it chains) carries a
+    configured secret is replaced by a redacted `CatalogError`, raised without the original attached.
+    Other exceptions pass unchanged."""
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def generator(self: LanceCatalog, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            failure: CatalogError | None = None
+            try:
+                yield from method(self, *args, **kwargs)
+            except Exception as exc:
+                failure = self._redacted(exc)
+                if failure is None:
+                    raise
+            if failure is not None:
+                raise failure
+
+        return generator
+
+    @functools.wraps(method)
+    def call(self: LanceCatalog, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            failure = self._redacted(exc)
+            if failure is None:
+                raise
+        raise failure
+
+    return call
+
+
+def _redact_errors(cls: type[T]) -> type[T]:
+    """Apply `_redacting` to every `Catalog` method the class defines."""
+    for name in sorted(Catalog.__abstractmethods__ | {"compact"}):
+        method = cls.__dict__.get(name)
+        if method is not None and name != "describe":
+            setattr(cls, name, _redacting(method))
+    return cls
+
+
+@_redact_errors
 class LanceCatalog(Catalog):
     """A `Catalog` in LanceDB, on a local directory or an object store URL (``s3://bucket/path``).
 
@@ -117,10 +192,26 @@ class LanceCatalog(Catalog):
         self.dimension = _dimension(spec.dimension)
         self.metric = _metric(spec.metric)
         uri, self._description = _location(spec.url)
+        self._secrets = secret_values(self.options.storage_options, spec.url)
         self._lock = threading.Lock()
         self._commits = 0
         self._compacting = False
         self._fts_ready = False
+        self._vector_index = False
+        self._vector_index_checked = -math.inf
+        self._rows_seen = 0
+        failure: str | None = None
+        try:
+            self._open(uri)
+        except AssetryError:
+            raise
+        except Exception as exc:
+            failure = _brief(redact_text(f"{exc}", self._secrets)) or type(exc).__name__
+        if failure is not None:
+            # Raised outside the handler: the original error (which may echo options) is not attached.
+            raise ConfigError("catalog.url", f"cannot open the catalog {self._description}: {failure}")
+
+    def _open(self, uri: str) -> None:
         self._db = lancedb.connect(
             uri,
             read_consistency_interval=timedelta(seconds=self.options.read_consistency_seconds),
@@ -141,6 +232,20 @@ class LanceCatalog(Catalog):
             # Indexes on empty tables cost nothing, and merges use the id index from the first batch on.
             self._ensure_scalar_indexes()
             self._ensure_fts()
+
+    def _redacted(self, exc: BaseException) -> CatalogError | None:
+        """A redacted copy of an error whose chain mentions a secret, or None if it mentions none."""
+        chain: list[BaseException] = []
+        current: BaseException | None = exc
+        while current is not None and current not in chain:
+            chain.append(current)
+            current = current.__cause__ or current.__context__
+        texts = [f"{e} {e!r}" for e in chain]
+        if not any(redact_text(text, self._secrets) != text for text in texts):
+            return None
+        return CatalogError(
+            f"{self._description}: {redact_text(f'{type(exc).__name__}: {exc}', self._secrets)}"
+        )
 
     # -- opening --------------------------------------------------------------------------------------
 
@@ -167,8 +272,11 @@ class LanceCatalog(Catalog):
             # Without a declared key, two processes upserting the same new ids both insert them.
             try:
                 self._retry(f"declare the key of {name}", lambda: table.set_unenforced_primary_key(key))
-            except ValueError as exc:
-                if "already set" not in str(exc):
+            except Exception:
+                # Another process opening the catalog at the same moment declared it first (LanceDB then
+                # reports a conflicting transaction, or a key that cannot be changed once set).
+                table = self._db.open_table(name)
+                if not _has_primary_key(table.schema, key):
                     raise
         return table, created
 
@@ -563,7 +671,7 @@ class LanceCatalog(Catalog):
                 for i, s in zip(found.column(rows.PRIMARY_KEY).to_pylist(), scores, strict=True)
             ]
         elif vector is not None and not text:
-            found = self._vector_search(vector, clause, depth)
+            found = self._vector_search(vector, query.filter, clause, depth)
             tables.append(found)
             distances = found.column("_distance").to_pylist()
             ranked = [
@@ -573,7 +681,7 @@ class LanceCatalog(Catalog):
         else:
             assert vector is not None
             by_text = self._text_search(text, clause, depth)
-            by_vector = self._vector_search(vector, clause, depth)
+            by_vector = self._vector_search(vector, query.filter, clause, depth)
             tables += [by_text, by_vector]
             ranked = _fuse(
                 by_text.column(rows.PRIMARY_KEY).to_pylist(),
@@ -613,24 +721,107 @@ class LanceCatalog(Catalog):
             query = query.where(clause, prefilter=True)
         return query.limit(limit).select([*rows.ASSET_COLUMNS, "_score"]).to_arrow()
 
-    def _vector_search(self, vector: list[float], clause: str | None, limit: int) -> pa.Table:
+    def _vector_search(self, vector: list[float], where: Filter, clause: str | None, limit: int) -> pa.Table:
+        """The nearest rows (`rows.ASSET_COLUMNS` and ``_distance``), best first, by the plan `_plan`
+        picks for the filter."""
+        plan, matching = self._plan(clause)
+        nprobes = max(ANN_NPROBES, math.ceil(ANN_PROBE_FRACTION * ann_partitions(self._rows_seen)))
+        if plan == "ann-all" and _only_tenant(where, clause):
+            # The filter keeps every row: rank without it (its prefilter mask over all rows measured
+            # ~15 ms per query at 1M rows) and check the tenant of every hit here. A hit of another
+            # tenant (added since the count) sends the query down the filtered path below.
+            found = self._ann(vector, None, limit, nprobes)
+            same_tenant = pc.fill_null(pc.equal(found.column("tenant"), where.tenant), False)
+            if pc.all(same_tenant).as_py() is not False:
+                return found
+        if plan == "exact" and matching <= EXACT_NUMPY_MAX_ROWS:
+            return self._exact(vector, clause, limit)
+        if plan == "exact":
+            query = self._assets.search(vector, query_type="vector", vector_column_name=rows.VECTOR)
+            query = query.distance_type(self.metric).bypass_vector_index()
+            if clause:
+                query = query.where(clause, prefilter=True)
+            return query.limit(limit).select([*rows.ASSET_COLUMNS, "_distance"]).to_arrow()
+        return self._ann(vector, clause, limit, nprobes)
+
+    def _ann(
+        self, vector: list[float], clause: str | None, limit: int, nprobes: int = ANN_NPROBES
+    ) -> pa.Table:
         query = self._assets.search(vector, query_type="vector", vector_column_name=rows.VECTOR)
-        query = query.distance_type(self.metric)
-        if self._use_ann(clause):
-            query = query.nprobes(ANN_NPROBES).refine_factor(ANN_REFINE_FACTOR)
-        else:
-            query = query.bypass_vector_index()
+        query = query.distance_type(self.metric).nprobes(nprobes)
         if clause:
             query = query.where(clause, prefilter=True)
+        # All columns in the one query: LanceDB reads the winners' columns once (fetching them by id in
+        # a second query measured ~2x slower: each column costs a random read per query).
         return query.limit(limit).select([*rows.ASSET_COLUMNS, "_distance"]).to_arrow()
 
-    def _use_ann(self, clause: str | None) -> bool:
-        """Approximate search only when an index exists and the filter leaves enough rows for it to keep
-        its recall; otherwise exact search over the (few) matching rows."""
+    def _exact(self, vector: list[float], clause: str | None, limit: int) -> pa.Table:
+        """Exact nearest neighbours among the (few) rows a filter keeps: their vectors are read in one
+        scan and compared in numpy. Measured at 1M rows with a filter keeping 0.5% of them: ~0.16 s,
+        against ~0.7 s for LanceDB's own flat search with the same prefilter."""
+        import numpy as np
+
+        # Rows without a vector are dropped here, not in the filter: "vector IS NOT NULL" in the query
+        # made LanceDB read every row's vector (0.56 s at 1M rows, against 0.16 s this way).
+        table = self._scan(self._assets, clause, [rows.PRIMARY_KEY, rows.VECTOR])
+        table = table.filter(pc.is_valid(table.column(rows.VECTOR)))
+        ids = table.column(rows.PRIMARY_KEY).to_pylist()
+        if not ids:
+            empty = pa.table(
+                {rows.PRIMARY_KEY: pa.array([], pa.string()), "_distance": pa.array([], pa.float32())}
+            )
+            return self._fetch_ranked(empty, None)
+        matrix = table.column(rows.VECTOR).combine_chunks().flatten().to_numpy().reshape(len(ids), -1)
+        query = np.asarray(vector, dtype=np.float32)
+        distances = _distances(matrix, query, self.metric)
+        finite = np.flatnonzero(np.isfinite(distances))
+        keep = min(limit, len(finite))
+        if keep < len(finite):
+            finite = finite[np.argpartition(distances[finite], keep - 1)[:keep]]
+        order = sorted(finite.tolist(), key=lambda i: (float(distances[i]), ids[i]))
+        ranked = pa.table(
+            {
+                rows.PRIMARY_KEY: pa.array([ids[i] for i in order], pa.string()),
+                "_distance": pa.array([float(distances[i]) for i in order], pa.float32()),
+            }
+        )
+        return self._fetch_ranked(ranked, None)
+
+    def _fetch_ranked(self, ranked: pa.Table, clause: str | None) -> pa.Table:
+        """The rows of ranked ids that (still) match the clause, in rank order, with their distance."""
+        ids = ranked.column(rows.PRIMARY_KEY).to_pylist()
+        distance = dict(zip(ids, ranked.column("_distance").to_pylist(), strict=True))
+        if ids:
+            table = self._rows_for_ids(self._assets, ids, rows.ASSET_COLUMNS, clause)
+        else:
+            table = self._assets_schema.empty_table().select(list(rows.ASSET_COLUMNS))
+        rank = {asset_id: i for i, asset_id in enumerate(ids)}
+        found = table.column(rows.PRIMARY_KEY).to_pylist()
+        table = table.take(pa.array(sorted(range(len(found)), key=lambda i: rank[found[i]]), pa.int64()))
+        ordered = table.column(rows.PRIMARY_KEY).to_pylist()
+        return table.append_column(
+            pa.field("_distance", pa.float32()), pa.array([distance[i] for i in ordered], pa.float32())
+        )
+
+    def _plan(self, clause: str | None) -> tuple[str, int]:
+        """``exact`` without an index or for a selective filter; ``ann`` (approximate, filter applied
+        first) when the filter keeps enough rows for the index to keep its recall; ``ann-all`` when the
+        filter keeps every row. Measured (docs/benchmarks.md): approximate search over a filter keeping
+        0.5% of the rows loses recall, while exact search over those few rows is both exact and fast."""
+        total = int(self._assets.count_rows())
+        self._rows_seen = total
+        matching = int(self._assets.count_rows(clause)) if clause else total
         if not self._has_vector_index():
-            return False
-        matching = self._assets.count_rows(clause) if clause else self._assets.count_rows()
-        return bool(matching >= self.options.ann_min_rows)
+            return "exact", matching
+        if matching == total:
+            return "ann-all", matching
+        if matching >= min(self.options.ann_min_rows, ANN_MIN_FRACTION * total):
+            return "ann", matching
+        return "exact", matching
+
+    def _use_ann(self, clause: str | None) -> bool:
+        """Whether a vector search with this filter goes through the approximate index."""
+        return self._plan(clause)[0] != "exact"
 
     def digest_references(self, digests: Collection[str]) -> dict[str, int]:
         wanted = list(dict.fromkeys([digests] if isinstance(digests, str) else digests))
@@ -674,12 +865,8 @@ class LanceCatalog(Catalog):
         """Byte counts; ``stored_bytes`` counts each digest once (grouped in Arrow)."""
         table = self._scan(self._assets, sql.where_clause(Filter(tenant=tenant)), ["digest", "size"])
         logical = pc.sum(table.column("size")).as_py() or 0
-        with_blob = table.filter(pc.is_valid(table.column("digest")))
-        blobs = with_blob.group_by("digest").aggregate([("size", "max")])
-        stored = pc.sum(blobs.column("size_max")).as_py() or 0
-        return StorageUsage(
-            assets=table.num_rows, blobs=blobs.num_rows, stored_bytes=stored, logical_bytes=logical
-        )
+        blobs, stored = _bytes_per_digest(table.filter(pc.is_valid(table.column("digest"))))
+        return StorageUsage(assets=table.num_rows, blobs=blobs, stored_bytes=stored, logical_bytes=logical)
 
     def counts_by_kind(self, *, tenant: str | None = None) -> dict[str, int]:
         table = self._scan(self._assets, sql.where_clause(Filter(tenant=tenant)), ["kind"])
@@ -742,16 +929,27 @@ class LanceCatalog(Catalog):
         self._fts_ready = True
 
     def _has_vector_index(self) -> bool:
-        return rows.VECTOR in self._indexed_columns(self._assets)
+        """Cached: listing indexes costs a millisecond per query. Once seen, an index is assumed to stay
+        (were it dropped, LanceDB would still answer, only slower); its absence is re-checked now and
+        then, as another process may build it."""
+        now = time.monotonic()
+        if not self._vector_index and now - self._vector_index_checked >= VECTOR_INDEX_RECHECK_SECONDS:
+            self._vector_index = rows.VECTOR in self._indexed_columns(self._assets)
+            self._vector_index_checked = now
+        return self._vector_index
 
     def _maybe_build_ann(self) -> None:
         """Build (or rebuild after 2x growth: optimize adds rows to an index but never re-clusters it)
-        the IVF_PQ index once ``ann_min_rows`` records have vectors."""
+        the IVF_SQ index once ``ann_min_rows`` records have vectors.
+
+        IVF_SQ (8-bit scalar quantisation), measured on 384-d vectors: recall@10 above 0.95 without a
+        refine step and a build in seconds, where IVF_PQ with dim/4 sub-vectors needed refine_factor 10
+        for the same recall and took minutes to build (190 s for 100k rows on 2 cores)."""
         with_vectors = int(self._assets.count_rows(f"{rows.VECTOR} IS NOT NULL"))
         if with_vectors < self.options.ann_min_rows:
             return
         built_for = int(self._read_meta().get("ann_rows", "0"))
-        if self._has_vector_index():
+        if rows.VECTOR in self._indexed_columns(self._assets):  # uncached: another process may have built it
             if built_for == 0:
                 # Built by a process that did not record its size: start counting growth from here.
                 self._write_meta({"ann_rows": str(with_vectors)}, overwrite=True)
@@ -759,12 +957,12 @@ class LanceCatalog(Catalog):
             if with_vectors < 2 * built_for:
                 return
         started = time.monotonic()
-        sub_vectors = self.dimension // 4 if self.dimension % 4 == 0 else None
-        config = IvfPq(distance_type=self.metric, num_sub_vectors=sub_vectors)  # type: ignore[arg-type]
+        config = IvfSq(distance_type=self.metric, num_partitions=ann_partitions(with_vectors))  # type: ignore[arg-type]
         self._retry("build the vector index", lambda: self._assets.create_index(rows.VECTOR, config=config))
         self._write_meta({"ann_rows": str(with_vectors)}, overwrite=True)
+        self._vector_index = True
         log.info(
-            "built the IVF_PQ vector index of %s over %d vectors in %.1f s",
+            "built the IVF_SQ vector index of %s over %d vectors in %.1f s",
             self._description,
             with_vectors,
             time.monotonic() - started,
@@ -778,6 +976,49 @@ class LanceCatalog(Catalog):
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
+
+def _only_tenant(where: Filter, clause: str | None) -> bool:
+    """Whether the filter is nothing but a tenant (so a hit can be checked against it in Python)."""
+    return where.tenant is not None and clause == sql.where_clause(Filter(tenant=where.tenant))
+
+
+def _distances(matrix: Any, query: Any, metric: str) -> Any:
+    """LanceDB's distances of every row to the query, in numpy: cosine ``1 - cos``, l2 the squared
+    euclidean distance, dot ``1 - a.b``. Rows whose cosine is undefined (zero vectors) come out NaN."""
+    import numpy as np
+
+    if metric == "l2":
+        diff = matrix - query
+        return np.einsum("ij,ij->i", diff, diff)
+    dots = matrix @ query
+    if metric == "dot":
+        return 1.0 - dots
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1.0 - dots / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(query))
+
+
+def _bytes_per_digest(table: pa.Table) -> tuple[int, int]:
+    """(distinct digests, their summed size): each blob counted once, at its largest recorded size.
+
+    Dictionary-encodes the digests and scatters sizes into one slot per digest in numpy. Measured at 1M
+    rows: ~0.2 s, against 0.4-1.2 s for an Arrow group-by on the digest strings."""
+    import numpy as np
+
+    if table.num_rows == 0:
+        return 0, 0
+    encoded = pc.dictionary_encode(table.column("digest")).combine_chunks()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
+    sizes = table.column("size").to_numpy()
+    largest = np.zeros(len(encoded.dictionary), dtype=np.int64)
+    np.maximum.at(largest, codes, sizes)
+    return len(encoded.dictionary), int(largest.sum())
+
+
+def ann_partitions(rows_with_vectors: int) -> int:
+    """IVF partitions for an index over this many vectors: the square root (LanceDB's documented rule),
+    so a partition holds ~1,000 vectors at a million rows."""
+    return max(1, round(math.sqrt(rows_with_vectors)))
 
 
 def _options(options: object) -> LanceOptions:
@@ -811,6 +1052,20 @@ def _location(url: str) -> tuple[str, str]:
         return url, f"lancedb:{parts.scheme}…/{name}"
     path = Path(parts.path if parts.scheme == "file" else url).expanduser()
     return str(path), f"lancedb:local…/{path.name}"
+
+
+def _brief(text: str, limit: int = 300) -> str:
+    """The gist of a LanceDB error, whose text is often a long Rust debug dump: the S3 error code and
+    message, or the operating system's reason, or else the first line, shortened."""
+    code = re.search(r"<Code>([^<]+)</Code>", text)
+    if code:
+        message = re.search(r"<Message>([^<]+)</Message>", text)
+        return f"{code.group(1)}: {message.group(1)}" if message else code.group(1)
+    os_error = re.search(r'kind: (\w+), message: "([^"]+)"', text)
+    if os_error:
+        return f"{os_error.group(2)} ({os_error.group(1)})"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
 def _has_primary_key(schema: pa.Schema, key: str) -> bool:

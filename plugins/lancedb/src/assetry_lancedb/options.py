@@ -49,5 +49,6 @@ class LanceOptions:
     reading a recent version, so keep it well above the longest query (0 only for single-process use)."""
 
     ann_min_rows: int = attrs.field(default=100_000, validator=_positive)
-    """Below this many rows with vectors (or matching a filter), vector search is exact; at or above it,
-    compaction builds an approximate (IVF_PQ) index and broad queries use it."""
+    """Below this many rows with vectors, vector search is exact; at or above it, compaction builds an
+    approximate (IVF_SQ) index. Queries use the index unless their filter keeps fewer than this many rows
+    and under 5% of them: those are searched exactly, over just the rows the filter keeps."""
