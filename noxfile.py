@@ -57,6 +57,17 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks against baselines measured in the same run; writes docs/benchmarks.md."""
+    """Benchmarks against baselines measured in the same run; writes bench/results/ and docs/benchmarks.md.
+
+    ``nox -s bench -- --quick`` for the few-minute mode, ``-- --only search`` for one workload, and
+    ``-- --with-dvc`` to install DVC (into its own environment, so it cannot change the versions being
+    measured) for the ``dvc add`` baseline.
+    """
     _sync(session, "test")
-    session.run("python", "bench/run.py", *session.posargs)
+    env: dict[str, str] = {}
+    if "--with-dvc" in session.posargs:
+        dvc_env = os.path.join(session.virtualenv.location, "..", "bench-dvc")
+        session.run_install("uv", "venv", "--quiet", "--allow-existing", dvc_env, external=True)
+        session.run_install("uv", "pip", "install", "--quiet", "--python", dvc_env, "dvc", external=True)
+        env["PATH"] = os.pathsep.join([os.path.join(dvc_env, "bin"), os.environ.get("PATH", "")])
+    session.run("python", "bench/run.py", *session.posargs, env=env)

@@ -1,0 +1,660 @@
+"""The benchmark workloads. Each returns a JSON-able dict: raw per-run numbers, medians, and the targets
+it checks. Every timed step is measured ``runs`` times with its baseline beside it in the same run, in
+an order shuffled per run, and ratios are taken per run before their median."""
+
+# ruff: noqa: B023 (the step closures are called at once, inside the iteration that defines them)
+from __future__ import annotations
+
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import synth
+from common import (
+    GIB,
+    KIB,
+    MIB,
+    child_python,
+    fresh,
+    log,
+    median,
+    p95,
+    remove,
+    run_child,
+    settle,
+    timed,
+    warm,
+)
+
+import assetry
+from assetry.digests import new_hasher
+
+DIMENSION = 384
+
+
+class Settings:
+    def __init__(self, *, quick: bool, work: Path, runs: int | None) -> None:
+        self.quick = quick
+        self.work = work
+        self.data = work / "data"
+        self.runs = runs or (3 if quick else 5)
+
+
+def target(name: str, value: float, limit: float, *, at_most: bool, unit: str = "x") -> dict[str, Any]:
+    met = value <= limit if at_most else value >= limit
+    return {
+        "name": name,
+        "value": round(value, 4),
+        "limit": limit,
+        "at_most": at_most,
+        "unit": unit,
+        "met": met,
+    }
+
+
+def open_store(root: Path, **overrides: Any) -> Any:
+    overrides.setdefault("vectors", {"dimension": DIMENSION})
+    return assetry.open(root=root, **overrides)
+
+
+def _shuffled(steps: dict[str, Callable[[], None]], run: int) -> list[tuple[str, Callable[[], None]]]:
+    items = list(steps.items())
+    random.Random(run).shuffle(items)
+    return items
+
+
+def _summary(samples: dict[str, list[float]]) -> dict[str, float]:
+    return {name: round(median(values), 4) for name, values in samples.items() if values}
+
+
+# -- 1 + 3: bulk ingest of small files, and re-ingest of the same files --------------------------------------
+
+
+def py_copy_hash(src: Path, dst: Path) -> None:
+    """The simplest content-addressed copy in Python: one read/hash/write pass per file, then a rename
+    to the digest (what any CAS must do at least)."""
+    dst.mkdir(parents=True)
+    buffer = bytearray(MIB)
+    view = memoryview(buffer)
+    for i, entry in enumerate(sorted(os.scandir(src), key=lambda e: e.name)):
+        if not entry.is_file() or entry.name.startswith("."):
+            continue
+        hasher = new_hasher("blake3")
+        tmp = dst / f".tmp{i}"
+        with open(entry.path, "rb") as reader, open(tmp, "wb") as writer:
+            while n := reader.readinto(view):
+                hasher.update(view[:n])
+                writer.write(view[:n])
+        os.replace(tmp, dst / hasher.hexdigest())
+
+
+def ingest_small(cfg: Settings) -> dict[str, Any]:
+    count, size = 2000, 256 * KIB
+    src = synth_files(cfg, "small", count, size, seed=1)
+    tiny = synth_files(cfg, "one", 1, 4 * KIB, seed=3)
+    dvc = _dvc()
+    samples: dict[str, list[float]] = {
+        k: []
+        for k in ("cp", "py_copy_hash", "api", "api_reingest", "cli", "cli_reingest", "cli_one_file", "dvc")
+    }
+    ratios: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "api_vs_cp",
+            "cli_vs_cp",
+            "api_vs_py",
+            "api_vs_dvc",
+            "cli_vs_dvc",
+            "api_reingest",
+            "cli_reingest",
+        )
+    }
+    scratch = cfg.work / "scratch"
+    for run in range(cfg.runs):
+        times: dict[str, float] = {}
+
+        def cp() -> None:
+            dst = fresh(scratch / "cp")
+            times["cp"] = run_child(["cp", "-r", str(src), str(dst)])["seconds"]
+            remove(dst)
+
+        def py() -> None:
+            dst = fresh(scratch / "py")
+            times["py_copy_hash"], _ = timed(lambda: py_copy_hash(src, dst))
+            remove(dst)
+
+        def api() -> None:
+            root = fresh(scratch / "api")
+            store = open_store(root)
+            times["api"], first = timed(lambda: store.add_many([src]))
+            settle()
+            times["api_reingest"], again = timed(lambda: store.add_many([src]))
+            assert first.added == count, first
+            assert again.duplicates == count, again
+            store.close()
+            remove(root)
+
+        def cli() -> None:
+            root = fresh(scratch / "cli")
+            base = [sys.executable, "-m", "assetry", "--root", str(root), "add"]
+            times["cli"] = run_child([*base, str(src)], cwd=cfg.work)["seconds"]
+            settle()
+            times["cli_reingest"] = run_child([*base, str(src)], cwd=cfg.work)["seconds"]
+            remove(root)
+            root = fresh(scratch / "cli1")
+            times["cli_one_file"] = run_child([*base, str(tiny)], cwd=cfg.work)["seconds"]
+            remove(root)
+
+        steps = {"cp": cp, "py": py, "api": api, "cli": cli}
+        if dvc:
+
+            def dvc_add() -> None:
+                repo = fresh(scratch / "dvc")
+                repo.mkdir(parents=True)
+                run_child([dvc, "init", "--no-scm", "-q"], cwd=repo)
+                run_child(["cp", "-r", str(src), str(repo / "data")])
+                settle()
+                times["dvc"] = run_child([dvc, "add", "-q", "data"], cwd=repo)["seconds"]
+                remove(repo)
+
+            steps["dvc"] = dvc_add
+        for _, step in _shuffled(steps, run):
+            settle()
+            step()
+        for key, value in times.items():
+            samples[key].append(value)
+        ratios["api_vs_cp"].append(times["api"] / times["cp"])
+        ratios["cli_vs_cp"].append(times["cli"] / times["cp"])
+        ratios["api_vs_py"].append(times["api"] / times["py_copy_hash"])
+        ratios["api_reingest"].append(times["api"] / times["api_reingest"])
+        ratios["cli_reingest"].append(times["cli"] / times["cli_reingest"])
+        if dvc:
+            ratios["api_vs_dvc"].append(times["api"] / times["dvc"])
+            ratios["cli_vs_dvc"].append(times["cli"] / times["dvc"])
+        log(f"ingest_small run {run + 1}/{cfg.runs}: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items()))
+    ratio = _summary(ratios)
+    targets = [
+        target("bulk ingest (Python API) / cp -r", ratio["api_vs_cp"], 1.3, at_most=True),
+        target("bulk ingest (CLI) / cp -r", ratio["cli_vs_cp"], 1.3, at_most=True),
+        target(
+            "first ingest / re-ingest of duplicates (Python API)", ratio["api_reingest"], 3.0, at_most=False
+        ),
+        target("first ingest / re-ingest of duplicates (CLI)", ratio["cli_reingest"], 3.0, at_most=False),
+    ]
+    if dvc:
+        targets.append(target("bulk ingest (Python API) / dvc add", ratio["api_vs_dvc"], 0.5, at_most=True))
+        targets.append(target("bulk ingest (CLI) / dvc add", ratio["cli_vs_dvc"], 0.5, at_most=True))
+    return {
+        "files": count,
+        "file_size": size,
+        "dvc": dvc is not None,
+        "seconds": {k: v for k, v in samples.items() if v},
+        "median_seconds": _summary(samples),
+        "median_ratios": ratio,
+        "targets": targets,
+    }
+
+
+def _dvc() -> str | None:
+    import shutil
+
+    return shutil.which("dvc")
+
+
+def synth_files(cfg: Settings, name: str, count: int, size: int, *, seed: int) -> Path:
+    from common import make_files
+
+    path = make_files(cfg.data / name, count, size, seed=seed)
+    warm(path)
+    return path
+
+
+# -- 2: large files ------------------------------------------------------------------------------------------
+
+
+def ingest_large(cfg: Settings) -> dict[str, Any]:
+    cases = {
+        "20 x 64 MiB": synth_files(cfg, "large64", 20, 64 * MIB, seed=5),
+        "1 x 1 GiB": synth_files(cfg, "large1g", 1, GIB, seed=6),
+    }
+    tiny = synth_files(cfg, "one", 1, 4 * KIB, seed=3)
+    scratch = cfg.work / "scratch"
+    # More runs than elsewhere: writing a GiB into memory the VM has not touched lately costs several
+    # times more than into recycled pages, and which side gets which is luck (see docs/benchmarks.md).
+    runs = cfg.runs
+    result: dict[str, Any] = {"cases": {}}
+    floor = []
+    for _ in range(runs):
+        root = fresh(scratch / "floor")
+        floor.append(child_python("ingest", str(root), str(tiny))["peak_rss_mib"])
+        remove(root)
+    result["rss_floor_mib"] = round(median(floor), 1)
+    imports = [child_python("import-floor") for _ in range(runs)]
+    result["import_lancedb_rss_mib"] = round(median([i["peak_rss_mib"] for i in imports]), 1)
+    result["import_lancedb_seconds"] = round(median([i["seconds"] for i in imports]), 3)
+    targets = []
+    for name, src in cases.items():
+        total = sum(p.stat().st_size for p in src.iterdir() if p.is_file() and not p.name.startswith("."))
+        samples: dict[str, list[float]] = {
+            "cp": [],
+            "api": [],
+            "ratio": [],
+            "rss": [],
+            "cp_rss": [],
+            "rss_before": [],
+        }
+        for run in range(runs):
+            measured: dict[str, Any] = {}
+
+            def cp() -> None:
+                dst = fresh(scratch / "cp")
+                # Through /usr/bin/time: a child's own ru_maxrss would include this process's size.
+                out = run_child(["/usr/bin/time", "-f", "%M", "cp", "-r", str(src), str(dst)])
+                rss_kib = int(out["stderr"].strip().splitlines()[-1])
+                measured["cp"], measured["cp_rss"] = out["seconds"], rss_kib / 1024
+                remove(dst)
+
+            def api() -> None:
+                root = fresh(scratch / "large")
+                out = child_python("ingest", str(root), str(src))
+                measured["api"], measured["rss"] = out["seconds"], out["peak_rss_mib"]
+                measured["rss_before"] = out["rss_before_mib"]
+                remove(root)
+
+            for _, step in _shuffled({"cp": cp, "api": api}, run):
+                settle()
+                warm(src)
+                step()
+            for key in ("cp", "api", "rss", "cp_rss", "rss_before"):
+                samples[key].append(measured[key])
+            # Throughput ratio: ours / cp's, i.e. cp's time over ours.
+            samples["ratio"].append(measured["cp"] / measured["api"])
+            log(
+                f"ingest_large {name} run {run + 1}/{runs}: cp {measured['cp']:.2f}s, "
+                f"assetry {measured['api']:.2f}s, peak RSS {measured['rss']:.0f} MiB"
+            )
+        med = _summary(samples)
+        result["cases"][name] = {
+            "bytes": total,
+            "seconds": samples,
+            "median_seconds": {"cp": med["cp"], "assetry": med["api"]},
+            "throughput_mib_s": {
+                "cp": round(total / MIB / med["cp"], 1),
+                "assetry": round(total / MIB / med["api"], 1),
+            },
+            "throughput_ratio": med["ratio"],
+            "peak_rss_mib": med["rss"],
+            "rss_before_ingest_mib": med["rss_before"],
+            "cp_peak_rss_mib": med["cp_rss"],
+        }
+        targets.append(
+            target(f"large-file ingest throughput / cp ({name})", med["ratio"], 0.8, at_most=False)
+        )
+        targets.append(target(f"peak RSS, MiB ({name})", med["rss"], 150, at_most=True, unit="MiB"))
+    result["targets"] = targets
+    return result
+
+
+def child_ingest(root: str, src: str) -> dict[str, Any]:
+    """In a fresh interpreter: open a store, ingest ``src``; time of the ingest and the process's peak RSS.
+
+    The peak is VmHWM, not getrusage: ru_maxrss survives exec, so a child started from the (large)
+    bench process would report the parent's size."""
+    store = open_store(Path(root))
+    rss_before = _rss_mib()
+    seconds, report = timed(lambda: store.add_many([src]))
+    store.close()
+    return {
+        "seconds": seconds,
+        "assets": len(report.assets),
+        "rss_before_mib": rss_before,
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def child_import_floor() -> dict[str, Any]:
+    """Peak RSS and time of importing LanceDB alone: the floor under any process that opens a catalog."""
+    started = time.perf_counter()
+    import lancedb  # noqa: F401
+
+    return {"seconds": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib()}
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
+
+
+# -- 4: search -----------------------------------------------------------------------------------------------
+
+FILTERS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "broad": {"kind": "image"},
+    "selective": {"project": "p000"},
+}
+TEXT_QUERIES = [
+    "castle",
+    "neon dragon",
+    "watercolor portrait",
+    "ancient temple sunset",
+    "robot",
+    "cozy winter cat",
+]
+
+
+def search(cfg: Settings) -> dict[str, Any]:
+    sizes = [100_000] if cfg.quick else [100_000, 1_000_000]
+    queries = 30 if cfg.quick else 100
+    result: dict[str, Any] = {"sizes": {}, "queries_per_case": queries}
+    targets = []
+    for size in sizes:
+        entry = _search_size(cfg, size, queries)
+        result["sizes"][str(size)] = entry
+        for case, numbers in entry["vector"].items():
+            targets.append(
+                target(
+                    f"recall@10, {size:,} rows, filter {case}",
+                    numbers["recall_at_10"],
+                    0.95,
+                    at_most=False,
+                    unit="",
+                )
+            )
+        if size >= 1_000_000:
+            speedup = entry["vector"]["none"]["speedup_vs_numpy"]
+            targets.append(
+                target(
+                    f"vector search speed-up over exact numpy, {size:,} rows, no filter",
+                    speedup,
+                    10.0,
+                    at_most=False,
+                )
+            )
+    result["targets"] = targets
+    return result
+
+
+def _search_size(cfg: Settings, size: int, queries: int) -> dict[str, Any]:
+    root = fresh(cfg.work / "scratch" / f"search-{size}")
+    embeddings = synth.Embeddings(DIMENSION)
+    store = open_store(root, catalog={"options": {"compact_every": 0}})
+    fill_seconds, (ids, vectors) = timed(
+        lambda: synth.fill(store, size, embeddings=embeddings, keep_vectors=True)
+    )
+    log(f"search: filled {size:,} rows in {fill_seconds:.1f}s")
+    compact_seconds, _ = timed(store.compact)
+    log(f"search: indexes built in {compact_seconds:.1f}s")
+    assert vectors is not None
+    id_array = np.array(ids)
+    masks = synth.row_masks(size)
+    qs = embeddings.queries(queries + 3)
+    out: dict[str, Any] = {
+        "rows": size,
+        "fill_seconds": round(fill_seconds, 2),
+        "index_build_seconds": round(compact_seconds, 2),
+        "vector": {},
+        "plan": {},
+    }
+    for case, kwargs in FILTERS.items():
+        mask = masks[case]
+        subset = vectors if case == "none" else vectors[mask]
+        subset_ids = id_array if case == "none" else id_array[mask]
+        exact_times: list[float] = []
+        latencies: list[float] = []
+        recalls: list[float] = []
+        for i, q in enumerate(qs):
+            t_exact, truth = timed(lambda q=q, subset=subset: np.argpartition(-(subset @ q), 10)[:10])
+            if i < 3:  # warm-up: first queries load the indexes
+                store.search(vector=q.tolist(), limit=10, **kwargs)
+                continue
+            t_ann, hits = timed(lambda q=q: store.search(vector=q.tolist(), limit=10, **kwargs))
+            exact_times.append(t_exact)
+            latencies.append(t_ann)
+            truth_ids = set(subset_ids[truth].tolist())
+            recalls.append(len(truth_ids & {h.asset.id for h in hits}) / 10)
+        rows_matching = int(mask.sum())
+        out["vector"][case] = {
+            "rows_matching": rows_matching,
+            "latency_ms_median": round(median(latencies) * 1000, 2),
+            "latency_ms_p95": round(p95(latencies) * 1000, 2),
+            "numpy_exact_ms_median": round(median(exact_times) * 1000, 2),
+            "speedup_vs_numpy": round(median(exact_times) / median(latencies), 2),
+            "recall_at_10": round(float(np.mean(recalls)), 4),
+            "recall_at_10_min": round(float(np.min(recalls)), 2),
+        }
+        where = store.filter(**kwargs)
+        from assetry_lancedb import sql
+
+        clause = sql.where_clause(where)
+        out["plan"][case] = store.catalog._plan(clause)[0]
+        log(f"search {size:,} {case}: {out['vector'][case]} plan {out['plan'][case]}")
+    text_latencies = []
+    for _ in range(3):
+        for text in TEXT_QUERIES:
+            t, _ = timed(lambda text=text: store.search(text, limit=10))
+            text_latencies.append(t)
+    hybrid = []
+    for q, text in zip(qs[:10], TEXT_QUERIES * 2, strict=False):
+        t, _ = timed(lambda q=q, text=text: store.search(text, vector=q.tolist(), limit=10))
+        hybrid.append(t)
+    out["anatomy_ms"] = _query_anatomy(store, qs[3:23])
+    out["text"] = {
+        "latency_ms_median": round(median(text_latencies[len(TEXT_QUERIES) :]) * 1000, 2),
+        "latency_ms_p95": round(p95(text_latencies[len(TEXT_QUERIES) :]) * 1000, 2),
+    }
+    out["hybrid"] = {"latency_ms_median": round(median(hybrid) * 1000, 2)}
+    out["catalog_mib_on_disk"] = round(_du(root) / MIB, 1)
+    store.close()
+    del vectors
+    remove(root)
+    return out
+
+
+def _query_anatomy(store: Any, qs: np.ndarray) -> dict[str, float]:
+    """Where an unfiltered vector query's time goes, measured piece by piece on the same catalog:
+    the cheapest possible LanceDB vector query (one partition, ids only), the ranking at the probes
+    search uses, reading all columns vs the id alone of 10 hits by row id, and the usage lookup."""
+    from assetry_lancedb import catalog as lance_catalog
+    from assetry_lancedb import rows
+
+    table = store.catalog._assets
+    nprobes = max(
+        lance_catalog.ANN_NPROBES,
+        int(np.ceil(lance_catalog.ANN_PROBE_FRACTION * lance_catalog.ann_partitions(table.count_rows()))),
+    )
+
+    def rank(q: np.ndarray, probes: int) -> Any:
+        query = table.search(q.tolist(), vector_column_name=rows.VECTOR).distance_type("cosine")
+        query = query.nprobes(probes).with_row_id(True).limit(10)
+        return query.select([rows.PRIMARY_KEY, "_distance"]).to_arrow()
+
+    def med(fn: Callable[[int], Any]) -> float:
+        fn(0)
+        return round(median([timed(lambda i=i: fn(i))[0] for i in range(len(qs))]) * 1000, 2)
+
+    hits = [rank(q, nprobes) for q in qs]
+    row_ids = [h.column("_rowid").to_pylist() for h in hits]
+    ids = [h.column(rows.PRIMARY_KEY).to_pylist() for h in hits]
+    columns = list(rows.ASSET_COLUMNS)
+    return {
+        "nprobes": nprobes,
+        "lancedb_query_floor": med(lambda i: rank(qs[i], 1)),
+        "ranking_ids_only": med(lambda i: rank(qs[i], nprobes)),
+        "read_10_rows_id_column": med(lambda i: table.take_row_ids(row_ids[i]).select(["id"]).to_arrow()),
+        "read_10_rows_all_columns": med(lambda i: table.take_row_ids(row_ids[i]).select(columns).to_arrow()),
+        "usage_lookup_10_ids": med(lambda i: store.catalog._usage_for(ids[i])),
+        "plan_row_counts": med(lambda i: store.catalog._plan("tenant = 'default'")),
+        "store_search": med(lambda i: store.search(vector=qs[i].tolist(), limit=10)),
+    }
+
+
+def _du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# -- 5: read path with and without usage tracking ------------------------------------------------------------
+
+
+def read_path(cfg: Settings) -> dict[str, Any]:
+    count = 1000
+    src = synth_files(cfg, "read", count, 8 * KIB, seed=9)
+    root = fresh(cfg.work / "scratch" / "read")
+    with open_store(root) as store:
+        ids = [a.id for a in store.add_many([src]).assets]
+    samples: dict[str, list[float]] = {"on": [], "off": []}
+    ratios = []
+    for run in range(cfg.runs):
+        times = {}
+        for mode in ["on", "off"] if run % 2 else ["off", "on"]:
+            store = open_store(root, usage={"enabled": mode == "on"})
+            store.read(ids[0])  # warm: first query opens the tables
+            store.flush()
+
+            def loop(store: Any = store) -> None:
+                for asset_id in ids:
+                    store.read(store.get(asset_id))
+                store.flush()  # the buffered usage is part of the cost
+
+            times[mode], _ = timed(loop)
+            store.close()
+        samples["on"].append(times["on"])
+        samples["off"].append(times["off"])
+        ratios.append(times["on"] / times["off"])
+    remove(root)
+    overhead = median(ratios) - 1
+    log(
+        f"read_path: on {median(samples['on']):.2f}s off {median(samples['off']):.2f}s "
+        f"overhead {overhead:.1%}"
+    )
+    return {
+        "assets": count,
+        "seconds": samples,
+        "median_seconds": _summary(samples),
+        "ms_per_read": {k: round(median(v) / count * 1000, 3) for k, v in samples.items()},
+        "usage_overhead": round(overhead, 4),
+        "targets": [
+            target("usage tracking overhead on get + read", overhead * 100, 10, at_most=True, unit="%")
+        ],
+    }
+
+
+# -- 6: quota GC ---------------------------------------------------------------------------------------------
+
+
+def gc(cfg: Settings) -> dict[str, Any]:
+    sizes = [10_000, 100_000] if cfg.quick else [100_000, 1_000_000]
+    result: dict[str, Any] = {"sizes": {}}
+    medians = []
+    for size in sizes:
+        root = fresh(cfg.work / "scratch" / f"gc-{size}")
+        store = open_store(root)
+        # No vectors: GC reads none, and a million of them would only add an index build to the setup.
+        fill_seconds, (ids, _) = timed(lambda: synth.fill(store, size, embeddings=None))
+        _touch(store, ids[::5])
+        store.compact()
+        times, victims = [], []
+        for _ in range(3):
+            stored = store.catalog.storage_usage().stored_bytes
+            settle()
+            seconds, report = timed(lambda stored=stored: store.gc(int(stored * 0.99)))
+            times.append(seconds)
+            victims.append(len(report.evicted))
+        store.close()
+        remove(root)
+        medians.append(median(times))
+        result["sizes"][str(size)] = {
+            "seconds": times,
+            "median_seconds": round(median(times), 3),
+            "victims_per_gc": victims,
+            "fill_seconds": round(fill_seconds, 1),
+        }
+        log(f"gc {size:,}: {times} victims {victims}")
+    growth = medians[1] / medians[0]
+    size_ratio = sizes[1] / sizes[0]
+    result["growth"] = round(growth, 2)
+    result["size_ratio"] = size_ratio
+    result["targets"] = [
+        target(
+            f"GC time growth {sizes[0]:,} -> {sizes[1]:,} assets (linear = {size_ratio:g}x)",
+            growth,
+            size_ratio,
+            at_most=True,
+        )
+    ]
+    return result
+
+
+def _touch(store: Any, ids: list[str]) -> None:
+    """Usage rows for some assets, as if they had been read (most LRU candidates then fall back to
+    created_at, as never-read assets do)."""
+    from assetry.model import UsageEvent, utcnow
+
+    now = utcnow()
+    for start in range(0, len(ids), 50_000):
+        store.catalog.record_usage([UsageEvent(i, "read", now, None) for i in ids[start : start + 50_000]])
+
+
+# -- 7: scaling ----------------------------------------------------------------------------------------------
+
+
+def scaling(cfg: Settings) -> dict[str, Any]:
+    total = 100_000
+    first = synth_files(cfg, "small", 2000, 256 * KIB, seed=1)
+    last = synth_files(cfg, "small-b", 2000, 256 * KIB, seed=2)
+    runs = max(2, cfg.runs - 2)
+    samples: dict[str, list[float]] = {"first": [], "last": [], "ratio": []}
+    for run in range(runs):
+        root = fresh(cfg.work / "scratch" / "scaling")
+        store = open_store(root)
+        settle()
+        t_first, _ = timed(lambda: store.add_many([first]))
+        synth.fill(store, total - 4000, embeddings=synth.Embeddings(DIMENSION))
+        store.compact()
+        warm(last)
+        settle()
+        t_last, report = timed(lambda: store.add_many([last]))
+        assert report.added == 2000
+        count = store.catalog.count(store.filter())
+        store.close()
+        remove(root)
+        samples["first"].append(t_first)
+        samples["last"].append(t_last)
+        samples["ratio"].append(t_first / t_last)
+        log(
+            f"scaling run {run + 1}/{runs}: first 2,000 {t_first:.2f}s, "
+            f"assets {count - 2000:,}-{count:,} {t_last:.2f}s"
+        )
+    med = _summary(samples)
+    return {
+        "catalog_size": total,
+        "seconds": samples,
+        "files_per_second": {"first_2000": round(2000 / med["first"]), "at_100k": round(2000 / med["last"])},
+        "throughput_ratio": med["ratio"],
+        "targets": [target("ingest throughput at 100k / at 2k assets", med["ratio"], 0.8, at_most=False)],
+    }
+
+
+WORKLOADS: dict[str, Callable[[Settings], dict[str, Any]]] = {
+    "ingest_small": ingest_small,
+    "ingest_large": ingest_large,
+    "search": search,
+    "read_path": read_path,
+    "gc": gc,
+    "scaling": scaling,
+}
+
+
+def wall_clock() -> float:
+    return time.time()

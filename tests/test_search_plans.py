@@ -1,0 +1,134 @@
+"""The LanceDB catalog's vector search plans (chosen for speed in docs/benchmarks.md) return what exact
+search returns: the numpy path ranks and scores like LanceDB's own flat search, and the unfiltered path
+for a single-tenant catalog never leaks another tenant's assets."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assetry._testing.catalog import make_asset
+from assetry.backends import CatalogSpec
+from assetry.model import Filter, SearchQuery
+from assetry_lancedb import catalog as catalog_module
+from assetry_lancedb import rows
+from assetry_lancedb.catalog import LanceCatalog
+from assetry_lancedb.options import LanceOptions
+
+DIMENSION = 8
+
+
+def _catalog(path: Path, metric: str, **options: Any) -> LanceCatalog:
+    return LanceCatalog(CatalogSpec(str(path), DIMENSION, metric, LanceOptions(compact_every=0, **options)))
+
+
+def _vectors(n: int, seed: int) -> list[tuple[float, ...]]:
+    rng = random.Random(seed)
+    return [tuple(rng.uniform(-1, 1) for _ in range(DIMENSION)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "dot"])
+def test_numpy_exact_search_ranks_and_scores_like_lancedb(tmp_path: Path, metric: str) -> None:
+    catalog = _catalog(tmp_path / "c", metric)
+    assets = [
+        make_asset(embedding=v, project="rare" if i % 10 == 0 else "common")
+        for i, v in enumerate(_vectors(300, seed=1))
+    ]
+    catalog.insert(assets)
+    for query in _vectors(5, seed=2):
+        for clause in (None, "project = 'rare'"):
+            ours = catalog._exact(list(query), clause, 7)
+            flat = catalog._assets.search(list(query), vector_column_name=rows.VECTOR).distance_type(metric)
+            flat = flat.bypass_vector_index()
+            if clause:
+                flat = flat.where(clause, prefilter=True)
+            theirs = flat.limit(7).select([rows.PRIMARY_KEY, "_distance"]).to_arrow()
+            assert ours.column(rows.PRIMARY_KEY).to_pylist() == theirs.column(rows.PRIMARY_KEY).to_pylist()
+            assert ours.column("_distance").to_pylist() == pytest.approx(
+                theirs.column("_distance").to_pylist(), rel=1e-4, abs=1e-5
+            )
+            assert ours.column_names == [*rows.ASSET_COLUMNS, "_distance"]
+
+
+def test_exact_search_skips_rows_without_vectors_and_handles_no_match(tmp_path: Path) -> None:
+    catalog = _catalog(tmp_path / "c", "cosine")
+    with_vector = make_asset(embedding=(1.0,) * DIMENSION, project="p")
+    catalog.insert([with_vector, make_asset(project="p"), make_asset(embedding=(0.5,) * DIMENSION)])
+    found = catalog._exact([1.0] * DIMENSION, "project = 'p'", 10)
+    assert found.column(rows.PRIMARY_KEY).to_pylist() == [with_vector.id]
+    assert catalog._exact([1.0] * DIMENSION, "project = 'none'", 10).num_rows == 0
+
+
+def test_plans_follow_the_filter_and_every_plan_returns_the_exact_top_hits(tmp_path: Path) -> None:
+    catalog = _catalog(tmp_path / "c", "l2", ann_min_rows=200)
+    vectors = _vectors(800, seed=3)
+    assets = [
+        make_asset(embedding=v, project="rare" if i % 100 == 0 else "common") for i, v in enumerate(vectors)
+    ]
+    catalog.insert(assets)
+    assert catalog._plan(None)[0] == "exact"  # no index yet
+    catalog.compact()
+    assert catalog._plan(None)[0] == "ann-all"
+    assert catalog._plan("project = 'common'")[0] == "ann"
+    assert catalog._plan("project = 'rare'") == ("exact", 8)
+    rare = [a for a in assets if a.project == "rare"]
+    for query in vectors[:3]:
+        expected = sorted(
+            rare, key=lambda a: sum((x - y) ** 2 for x, y in zip(a.embedding or (), query, strict=True))
+        )
+        hits = catalog.search(SearchQuery(vector=query, filter=Filter(project="rare"), limit=3))
+        assert [h.asset.id for h in hits] == [a.id for a in expected[:3]]
+        # The query vector is itself a row: every plan must find it first.
+        assert catalog.search(SearchQuery(vector=query, filter=Filter(tenant="default"), limit=1))[
+            0
+        ].asset.embedding
+
+
+def test_unfiltered_path_for_one_tenant_never_returns_another_tenants_assets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = _catalog(tmp_path / "c", "l2", ann_min_rows=200)
+    vectors = _vectors(400, seed=4)
+    catalog.insert([make_asset(embedding=v, tenant="a") for v in vectors])
+    catalog.compact()
+    assert catalog._plan("tenant = 'a'")[0] == "ann-all"
+    # Tenant b's rows arrive between the count and the query (here: the plan is pinned to what the count
+    # said before they came), and they are the nearest to every query.
+    intruders = [make_asset(embedding=v, tenant="b") for v in vectors[:50]]
+    catalog.insert(intruders)
+    monkeypatch.setattr(catalog, "_plan", lambda clause: ("ann-all", 400))
+    calls: list[str | None] = []
+    real_ann = catalog._ann
+
+    def spying_ann(vector: list[float], clause: str | None, limit: int, nprobes: int = 20) -> Any:
+        calls.append(clause)
+        return real_ann(vector, clause, limit, nprobes)
+
+    monkeypatch.setattr(catalog, "_ann", spying_ann)
+    for query in vectors[:5]:
+        hits = catalog.search(SearchQuery(vector=query, filter=Filter(tenant="a"), limit=10))
+        assert hits
+        assert {h.asset.tenant for h in hits} == {"a"}
+    assert None in calls, "the unfiltered query was tried"
+    assert "tenant = 'a'" in calls, "then the filtered one, when a hit was another tenant's"
+
+
+def test_ann_partitions_follow_the_square_root() -> None:
+    assert catalog_module.ann_partitions(1_000_000) == 1000
+    assert catalog_module.ann_partitions(1) == 1
+
+
+def test_probes_grow_with_the_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = _catalog(tmp_path / "c", "l2", ann_min_rows=200)
+    catalog.insert([make_asset(embedding=v) for v in _vectors(400, seed=5)])
+    catalog.compact()
+    probes: list[int] = []
+    real_ann = catalog._ann
+    monkeypatch.setattr(catalog, "_ann", lambda v, c, k, n=20: probes.append(n) or real_ann(v, c, k, n))
+    catalog.search(SearchQuery(vector=(0.5,) * DIMENSION, limit=3))
+    monkeypatch.setattr(catalog_module, "ann_partitions", lambda rows: 1000)
+    catalog.search(SearchQuery(vector=(0.5,) * DIMENSION, limit=3))
+    assert probes == [20, 40]
