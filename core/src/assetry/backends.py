@@ -172,7 +172,8 @@ class Catalog(abc.ABC):
     @abc.abstractmethod
     def iter_lru(self, *, tenant: str | None = None) -> Iterator[LruRow]:
         """Evictable records (not pinned, status available), least recently used first (never-used ones
-        by creation time), ties broken by id."""
+        by creation time), ties broken by id. Each row carries its digest's reference count over the
+        whole catalog, so quota GC needs no query per victim."""
 
     @abc.abstractmethod
     def storage_usage(self, *, tenant: str | None = None) -> StorageUsage: ...

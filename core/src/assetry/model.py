@@ -423,6 +423,10 @@ class LruRow:
     digest: str | None
     size: int
     last_used: datetime
+    label: str
+    """For the eviction report and log, so GC need not read whole records."""
+    references: int
+    """How many records (of any tenant, any status) referenced ``digest`` when the scan began."""
 
 
 @attrs.frozen

@@ -697,6 +697,23 @@ class CatalogContract:
         assert [r.last_used for r in rows] == [t[1], t[2], t[3], t[3], t[5]]
         assert rows[0].digest == never_1.digest
         assert rows[0].size == never_1.size
+        assert rows[0].label == never_1.label
+        assert all(r.references == 1 for r in rows)
+
+    def test_iter_lru_counts_references_across_tenants_and_protection(self, catalog: Catalog) -> None:
+        shared = fake_digest("shared")
+        catalog.insert(
+            [
+                make_asset(id="evictable", digest=shared, tenant="A"),
+                make_asset(id="pinned-twin", digest=shared, tenant="A", pinned=True),
+                make_asset(id="other-tenant-twin", digest=shared, tenant="B"),
+                make_asset(id="alone", digest=fake_digest("alone"), tenant="A"),
+            ]
+        )
+        rows = {r.asset_id: r for r in catalog.iter_lru(tenant="A")}
+        assert set(rows) == {"evictable", "alone"}
+        assert rows["evictable"].references == 3
+        assert rows["alone"].references == 1
 
     def test_storage_usage_counts_each_digest_once(self, catalog: Catalog) -> None:
         d1, d2 = fake_digest("s1"), fake_digest("s2")

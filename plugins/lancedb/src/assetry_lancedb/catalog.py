@@ -839,11 +839,15 @@ class LanceCatalog(Catalog):
         sorted in Arrow; rows are yielded as the caller consumes them.
         """
         clause = sql.where_clause(Filter(tenant=tenant, pinned=False, status=Status.AVAILABLE))
-        candidates = self._scan(self._assets, clause, ["id", "digest", "size", "created_at"])
+        candidates = self._scan(self._assets, clause, ["id", "digest", "size", "created_at", "label"])
         if candidates.num_rows == 0:
             return
         usage = self._scan(self._usage, None, ["id", "last_used"])
         joined = candidates.join(usage, keys="id", join_type="left outer")
+        # Reference counts over every record (blobs are shared across tenants and with pinned assets).
+        counts = pc.value_counts(self._scan(self._assets, None, ["digest"]).column("digest"))
+        references = pa.table({"digest": counts.field("values"), "references": counts.field("counts")})
+        joined = joined.join(references, keys="digest", join_type="left outer")
         last_used = pc.coalesce(joined.column("last_used"), joined.column("created_at"))
         table = pa.table(
             {
@@ -851,15 +855,25 @@ class LanceCatalog(Catalog):
                 "digest": joined.column("digest"),
                 "size": joined.column("size"),
                 "last_used": last_used,
+                "label": joined.column("label"),
+                "references": pc.fill_null(joined.column("references"), 0),
             }
         )
         table = table.take(
             pc.sort_indices(table, sort_keys=[("last_used", "ascending"), ("id", "ascending")])
         )
         for batch in table.to_batches(max_chunksize=4096):
-            columns = [batch.column(name).to_pylist() for name in ("id", "digest", "size", "last_used")]
-            for asset_id, digest, size, used in zip(*columns, strict=True):
-                yield LruRow(asset_id=asset_id, digest=digest, size=size, last_used=used.astimezone(UTC))
+            names = ("id", "digest", "size", "last_used", "label", "references")
+            columns = [batch.column(name).to_pylist() for name in names]
+            for asset_id, digest, size, used, label, refs in zip(*columns, strict=True):
+                yield LruRow(
+                    asset_id=asset_id,
+                    digest=digest,
+                    size=size,
+                    last_used=used.astimezone(UTC),
+                    label=label,
+                    references=refs,
+                )
 
     def storage_usage(self, *, tenant: str | None = None) -> StorageUsage:
         """Byte counts; ``stored_bytes`` counts each digest once (grouped in Arrow)."""
