@@ -31,6 +31,7 @@ from assetry.digests import CHUNK_SIZE, digest_bytes, digest_stream, split_diges
 from assetry.errors import BlobNotFound, ConfigError, ContentMismatch, NotSupported, ValidationError
 from assetry_fsspec import plugin
 from assetry_fsspec.storage import FsspecBlobStore
+from tests.instrumented import InstrumentedContent
 
 MiB = 1024 * 1024
 
@@ -71,46 +72,6 @@ def store_and_files(
         return local_store(root), lambda: local_files(root) if root.exists() else {}
     store = FsspecBlobStore.from_spec(StorageSpec(url=memory_url, digest="blake3"))
     return store, lambda: memory_files(memory_url)
-
-
-class _Reader(io.RawIOBase):
-    """Reads `data`, calling `at_midpoint` once when half of it has been handed out."""
-
-    def __init__(self, data: bytes, at_midpoint: Callable[[], None]) -> None:
-        self._data = memoryview(data)
-        self._pos = 0
-        self._at_midpoint = at_midpoint
-        self._called = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if not self._called and self._pos >= len(self._data) // 2:
-            self._called = True
-            self._at_midpoint()
-        n = min(len(buffer), len(self._data) - self._pos, 256 * 1024)
-        buffer[:n] = self._data[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-
-class _InstrumentedContent(Content):
-    """In-memory content whose `on_open`-th reader calls `at_midpoint` halfway through (to observe the
-    store mid-write, or to fail like a disk read error would)."""
-
-    def __init__(self, data: bytes, at_midpoint: Callable[[], None], *, on_open: int = 1) -> None:
-        super().__init__(name="instrumented.bin", size=len(data), data=data)
-        self._payload = data
-        self._at_midpoint = at_midpoint
-        self._on_open = on_open
-        self.opens = 0
-
-    def open(self) -> Any:
-        self.opens += 1
-        if self.opens == self._on_open:
-            return _Reader(self._payload, self._at_midpoint)
-        return super().open()
 
 
 class _GeneratedStream(io.RawIOBase):
@@ -277,7 +238,7 @@ def test_no_partial_blob_is_ever_visible(
         seen.append((store.has(digest), sorted(files())))
 
     # Local disk writes in one pass; other filesystems hash first, then upload in a second pass.
-    content = _InstrumentedContent(data, look, on_open=1 if store.is_local else 2)
+    content = InstrumentedContent(data, look, on_open=1 if store.is_local else 2)
     assert store.put(content).written
     [(visible, paths_mid_write)] = seen
     assert not visible
@@ -292,7 +253,7 @@ def test_failed_read_leaves_no_blob_and_no_temp_file(
     store, files = store_and_files
     data = os.urandom(3 * CHUNK_SIZE)
     with pytest.raises(OSError, match="simulated read error"):
-        store.put(_InstrumentedContent(data, _fail))
+        store.put(InstrumentedContent(data, _fail))
     assert not store.has(digest_bytes(data))
     assert files() == {}
     assert list(store.iter_blobs()) == []
@@ -303,7 +264,7 @@ def test_failed_upload_leaves_no_blob_and_no_temp_key(memory_url: str) -> None:
     store = FsspecBlobStore.from_spec(StorageSpec(url=memory_url, digest="blake3"))
     data = os.urandom(3 * CHUNK_SIZE)
     # The first read (hashing) succeeds; the second (the upload) breaks halfway.
-    content = _InstrumentedContent(data, _fail, on_open=2)
+    content = InstrumentedContent(data, _fail, on_open=2)
     with pytest.raises(OSError, match="simulated read error"):
         store.put(content)
     assert content.opens == 2
@@ -318,7 +279,7 @@ def test_interrupt_leaves_no_temp_file(tmp_path: Path) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        store.put(_InstrumentedContent(os.urandom(2 * CHUNK_SIZE), interrupt))
+        store.put(InstrumentedContent(os.urandom(2 * CHUNK_SIZE), interrupt))
     assert local_files(tmp_path) == {}
 
 

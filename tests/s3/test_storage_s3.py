@@ -24,6 +24,7 @@ from assetry.errors import BlobNotFound, ContentMismatch, ValidationError
 from assetry.model import StoredBlob
 from assetry_fsspec import storage
 from assetry_fsspec.storage import FsspecBlobStore, RemoteStorageError
+from tests.instrumented import InstrumentedContent
 from tests.s3.helpers import KEY, S3, SECRET
 
 pytestmark = pytest.mark.s3
@@ -51,44 +52,6 @@ def store(s3: S3) -> FsspecBlobStore:
 def _blob_key(store: FsspecBlobStore, digest: str) -> str:
     """The object key (within the bucket) of a digest."""
     return store._key(digest).split("/", 1)[1]
-
-
-class _ChangingReader(io.RawIOBase):
-    """Reads ``data``, calling ``at_midpoint`` once when half of it has been handed out."""
-
-    def __init__(self, data: bytes, at_midpoint: Callable[[], None]) -> None:
-        self._data = memoryview(data)
-        self._pos = 0
-        self._at_midpoint: Callable[[], None] | None = at_midpoint
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._at_midpoint is not None and self._pos >= len(self._data) // 2:
-            callback, self._at_midpoint = self._at_midpoint, None
-            callback()
-        n = min(len(buffer), len(self._data) - self._pos, CHUNK_SIZE)
-        buffer[:n] = self._data[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-
-class _Instrumented(Content):
-    """In-memory content whose ``on_open``-th reader calls ``at_midpoint`` halfway through."""
-
-    def __init__(self, data: bytes, at_midpoint: Callable[[], None], *, on_open: int) -> None:
-        super().__init__(name="instrumented.bin", size=len(data), data=data)
-        self._payload = data
-        self._at_midpoint = at_midpoint
-        self._on_open = on_open
-        self.opens = 0
-
-    def open(self) -> Any:
-        self.opens += 1
-        if self.opens == self._on_open:
-            return io.BufferedReader(_ChangingReader(self._payload, self._at_midpoint))
-        return super().open()
 
 
 # -- writing straight to the final key ----------------------------------------------------------------------
@@ -138,7 +101,7 @@ def test_multipart_completion_is_conditional(s3: S3, store: FsspecBlobStore) -> 
     def another_writer() -> None:
         s3.client().put_object(Bucket=s3.bucket, Key=key.split("/", 1)[1], Body=b"theirs")
 
-    content = _Instrumented(data, another_writer, on_open=1)
+    content = InstrumentedContent(data, another_writer, on_open=1, chunk=CHUNK_SIZE, buffered=True)
     assert store._upload_multipart(content, key, digest, len(data)) is False
     assert store.fs.cat_file(key) == b"theirs"
     assert s3.pending_uploads() == []
@@ -159,7 +122,13 @@ def test_no_partial_object_is_visible_during_an_upload(s3: S3, store: FsspecBlob
     digest = digest_bytes(data)
     seen: list[tuple[bool, dict[str, int]]] = []
     # The first reader hashes; the second uploads.
-    content = _Instrumented(data, lambda: seen.append((store.has(digest), s3.objects())), on_open=2)
+    content = InstrumentedContent(
+        data,
+        lambda: seen.append((store.has(digest), s3.objects())),
+        on_open=2,
+        chunk=CHUNK_SIZE,
+        buffered=True,
+    )
     assert store.put(content).written
     assert seen == [(False, {})]
     assert store.has(digest)
@@ -191,7 +160,7 @@ def test_failed_read_during_upload_publishes_nothing(s3: S3, store: FsspecBlobSt
 
     data = os.urandom(storage.SINGLE_PUT_MAX + 2 * MiB)
     with pytest.raises(OSError, match="simulated read error"):
-        store.put(_Instrumented(data, fail, on_open=2))
+        store.put(InstrumentedContent(data, fail, on_open=2, chunk=CHUNK_SIZE, buffered=True))
     assert s3.objects() == {}
     assert s3.pending_uploads() == []
     assert store.put(Content.from_bytes(data)).written, "the store still works afterwards"
