@@ -59,3 +59,18 @@ class InstrumentedContent(Content):
             reader = ChangingReader(self._payload, self._at_midpoint, chunk=self._chunk)
             return io.BufferedReader(reader) if self._buffered else reader
         return super().open()
+
+
+class FlippingContent(Content):
+    """Hashes as ``data`` on the first read, then reads back bytes of the same length with the last one
+    flipped (a file rewritten in place within the same timestamp tick)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(name="x.bin", size=len(data), data=data)
+        self._first = data
+        self._altered = data[:-1] + bytes([data[-1] ^ 0xFF])
+        self.opens = 0
+
+    def open(self) -> Any:
+        self.opens += 1
+        return io.BytesIO(self._first if self.opens == 1 else self._altered)

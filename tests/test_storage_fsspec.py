@@ -31,7 +31,7 @@ from assetry.digests import CHUNK_SIZE, digest_bytes, digest_stream, split_diges
 from assetry.errors import BlobNotFound, ConfigError, ContentMismatch, NotSupported, ValidationError
 from assetry_fsspec import plugin
 from assetry_fsspec.storage import FsspecBlobStore
-from tests.instrumented import InstrumentedContent
+from tests.instrumented import FlippingContent, InstrumentedContent
 
 MiB = 1024 * 1024
 
@@ -359,21 +359,8 @@ def test_source_changed_during_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_source_changed_between_hash_and_upload(tmp_path: Path, memory_url: str) -> None:
     store = FsspecBlobStore.from_spec(StorageSpec(url=memory_url, digest="blake3"))
     data = os.urandom(2 * CHUNK_SIZE)
-    altered = bytearray(data)
-
-    class Flipping(Content):
-        """Hashes as `data`, then reads back different bytes of the same length (a file rewritten in
-        place within the same timestamp tick)."""
-
-        opens = 0
-
-        def open(self) -> Any:
-            self.opens += 1
-            return io.BytesIO(data if self.opens == 1 else bytes(altered))
-
-    altered[-1] ^= 0xFF
     with pytest.raises(ContentMismatch):
-        store.put(Flipping(name="x.bin", size=len(data), data=data))
+        store.put(FlippingContent(data))
     assert memory_files(memory_url) == {}
 
 

@@ -4,7 +4,6 @@ errors."""
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 import urllib.parse
@@ -24,7 +23,7 @@ from assetry.errors import BlobNotFound, ContentMismatch, ValidationError
 from assetry.model import StoredBlob
 from assetry_fsspec import storage
 from assetry_fsspec.storage import FsspecBlobStore, RemoteStorageError
-from tests.instrumented import InstrumentedContent
+from tests.instrumented import FlippingContent, InstrumentedContent
 from tests.s3.helpers import KEY, S3, SECRET
 
 pytestmark = pytest.mark.s3
@@ -136,20 +135,8 @@ def test_no_partial_object_is_visible_during_an_upload(s3: S3, store: FsspecBlob
 
 def test_source_changed_during_upload_publishes_nothing(s3: S3, store: FsspecBlobStore) -> None:
     data = os.urandom(storage.SINGLE_PUT_MAX + 2 * MiB)
-    altered = bytearray(data)
-
-    class Flipping(Content):
-        """Hashes as ``data``, then reads back different bytes of the same length."""
-
-        opens = 0
-
-        def open(self) -> Any:
-            self.opens += 1
-            return io.BytesIO(data if self.opens == 1 else bytes(altered))
-
-    altered[-1] ^= 0xFF
     with pytest.raises(ContentMismatch):
-        store.put(Flipping(name="x.bin", size=len(data), data=data))
+        store.put(FlippingContent(data))
     assert s3.objects() == {}
     assert s3.pending_uploads() == [], "the multipart upload was aborted"
 
