@@ -180,19 +180,22 @@ def _search(d: dict[str, Any]) -> list[str]:
 def _anatomy(d: dict[str, Any]) -> list[str]:
     out = [
         "",
-        "Anatomy of an unfiltered query (median ms over 20 queries, each piece measured alone):",
+        "Anatomy of an unfiltered query (median ms over 20 queries, each piece measured alone; async API "
+        "unless marked):",
         "",
-        "| Rows | probes | LanceDB floor (1 partition, ids) | ranking (ids) | 10 rows: id column "
-        "| 10 rows: all 31 columns | usage lookup | plan counts | `Store.search` |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| Rows | probes | LanceDB floor (1 partition, ids) | ranking (ids) | ranking + records "
+        "| ranking + records, sync API | usage lookup | 10 rows: packed record | 10 rows: 29 field columns "
+        "| `Store.search` |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for size, e in d["sizes"].items():
         a = e.get("anatomy_ms")
-        if a:
+        if a and "ranking_with_records" in a:
             out.append(
                 f"| {int(size):,} | {a['nprobes']} | {a['lancedb_query_floor']} | {a['ranking_ids_only']} | "
-                f"{a['read_10_rows_id_column']} | {a['read_10_rows_all_columns']} | "
-                f"{a['usage_lookup_10_ids']} | {a['plan_row_counts']} | {a['store_search']} |"
+                f"{a['ranking_with_records']} | {a['ranking_with_records_sync_api']} | "
+                f"{a['usage_lookup_10_ids']} | {a['read_10_rows_packed_record']} | "
+                f"{a['read_10_rows_field_columns']} | {a['store_search']} |"
             )
     return out if len(out) > 6 else []
 

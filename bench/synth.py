@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from assetry_lancedb import rows
+
 BATCH = 50_000
 CLUSTERS = 2_000
 NOISE = 1.0
@@ -165,6 +167,13 @@ def asset_batch(schema: pa.Schema, start: int, count: int, vectors: np.ndarray |
         "pinned": [False] * n,
         "search_text": search_text,
     }
+    columns["size"] = sizes.tolist()
+    columns["seed"] = columns["seed"].tolist()
+    names = list(columns)
+    columns["record"] = [
+        rows.encode_record(dict(zip(names, values, strict=True)))
+        for values in zip(*(columns[name] for name in names), strict=True)
+    ]
     arrays = []
     for field in schema:
         if field.name == "vector":

@@ -177,6 +177,35 @@ def test_a_catalog_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
     assert info.value.field == "catalog.url"
 
 
+def test_a_catalog_without_packed_records_is_refused(tmp_path: Path) -> None:
+    """Catalogs written before records were packed into one column (pre-release) cannot be read."""
+    old = rows.assets_schema(4)
+    lancedb.connect(str(tmp_path / "c")).create_table(
+        "assets", schema=old.remove(old.get_field_index("record"))
+    )
+    with pytest.raises(ConfigError) as info:
+        _open(tmp_path / "c")
+    assert info.value.field == "catalog.url"
+    assert "export" in str(info.value)
+
+
+def test_reads_see_this_process_writes_whatever_the_consistency_interval(tmp_path: Path) -> None:
+    catalog = _open(tmp_path / "c", read_consistency_seconds=3600)
+    a = make_asset(label="before.png", embedding=(1.0, 0.0, 0.0, 0.0))
+    assert catalog.get_many([a.id]) == {}
+    catalog.insert([a])
+    assert catalog.get_many([a.id]) == {a.id: a}
+    catalog.update([attrs.evolve(a, label="after.png")])
+    assert catalog.get_many([a.id])[a.id].label == "after.png"
+    catalog.record_usage([UsageEvent(a.id, "read", BASE_TIME)])
+    assert catalog.get_many([a.id])[a.id].access_count == 1
+    assert [h.asset.access_count for h in catalog.search(SearchQuery(vector=(1.0, 0.0, 0.0, 0.0)))] == [1]
+    catalog.delete([a.id])
+    assert catalog.get_many([a.id]) == {}
+    catalog.close()
+    catalog.close()  # closing twice is harmless
+
+
 def test_the_tables_declare_their_primary_key(tmp_path: Path) -> None:
     _open(tmp_path / "c")
     db = lancedb.connect(str(tmp_path / "c"))
@@ -473,6 +502,7 @@ def test_asset_to_row_to_asset_round_trips(assets: list[Asset]) -> None:
     assert rows.table_to_assets(table, usage) == assets
     for asset in rows.table_to_assets(table, usage):
         assert asset.created_at.utcoffset() == timedelta(0)
+    assert rows.record_tenants(table) == [a.tenant for a in assets]
     bare = rows.table_to_assets(table)
     assert [(a.last_used, a.access_count) for a in bare] == [(None, 0)] * len(assets)
 

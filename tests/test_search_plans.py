@@ -94,12 +94,6 @@ def test_unfiltered_path_for_one_tenant_never_returns_another_tenants_assets(
     vectors = _vectors(400, seed=4)
     catalog.insert([make_asset(embedding=v, tenant="a") for v in vectors])
     catalog.compact()
-    assert catalog._plan("tenant = 'a'")[0] == "ann-all"
-    # Tenant b's rows arrive between the count and the query (here: the plan is pinned to what the count
-    # said before they came), and they are the nearest to every query.
-    intruders = [make_asset(embedding=v, tenant="b") for v in vectors[:50]]
-    catalog.insert(intruders)
-    monkeypatch.setattr(catalog, "_plan", lambda clause: ("ann-all", 400))
     calls: list[str | None] = []
     real_ann = catalog._ann
 
@@ -108,16 +102,26 @@ def test_unfiltered_path_for_one_tenant_never_returns_another_tenants_assets(
         return real_ann(vector, clause, limit, nprobes)
 
     monkeypatch.setattr(catalog, "_ann", spying_ann)
+    real_plan = catalog._plan
+    monkeypatch.setattr(catalog, "_plan", lambda clause: pytest.fail("a one-tenant store needs no plan"))
+    hits = catalog.search(SearchQuery(vector=vectors[0], filter=Filter(tenant="a"), limit=10))
+    assert len(hits) == 10
+    assert calls == [None], "one unfiltered query, no row counts"
+    monkeypatch.setattr(catalog, "_plan", real_plan)
+    # Tenant b's rows arrive, and they are the nearest to every query.
+    catalog.insert([make_asset(embedding=v, tenant="b") for v in vectors[:50]])
+    calls.clear()
     for query in vectors[:5]:
         hits = catalog.search(SearchQuery(vector=query, filter=Filter(tenant="a"), limit=10))
         assert hits
         assert {h.asset.tenant for h in hits} == {"a"}
-    assert None in calls, "the unfiltered query was tried"
-    assert "tenant = 'a'" in calls, "then the filtered one, when a hit was another tenant's"
+    assert calls[:2] == [None, "tenant = 'a'"], "the unfiltered query, then the filtered one"
+    assert None not in calls[2:], "once another tenant is seen, queries go filtered from the start"
 
 
-def test_ann_partitions_follow_the_square_root() -> None:
-    assert catalog_module.ann_partitions(1_000_000) == 1000
+def test_ann_partitions_follow_the_square_root_up_to_a_cap() -> None:
+    assert catalog_module.ann_partitions(10_000) == 100
+    assert catalog_module.ann_partitions(100_000) == catalog_module.ANN_MAX_PARTITIONS
     assert catalog_module.ann_partitions(1) == 1
 
 
@@ -131,4 +135,4 @@ def test_probes_grow_with_the_catalog(tmp_path: Path, monkeypatch: pytest.Monkey
     catalog.search(SearchQuery(vector=(0.5,) * DIMENSION, limit=3))
     monkeypatch.setattr(catalog_module, "ann_partitions", lambda rows: 1000)
     catalog.search(SearchQuery(vector=(0.5,) * DIMENSION, limit=3))
-    assert probes == [20, 40]
+    assert probes == [16, 60]

@@ -61,14 +61,13 @@ from assetry.model import (
 from assetry.redact import redact_text, secret_values
 from assetry_lancedb import rows, sql
 from assetry_lancedb.options import LanceOptions
+from assetry_lancedb.reads import AsyncReads
+from assetry_lancedb.rows import ASSETS, META, USAGE
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-ASSETS = "assets"
-USAGE = "usage"
-META = "meta"
 
 METRICS = ("cosine", "l2", "dot")
 
@@ -84,11 +83,17 @@ DELETE_CHUNK = 10_000
 WRITE_ATTEMPTS = 5
 RETRY_BASE_SECONDS = 0.05
 
-ANN_NPROBES = 20
-ANN_PROBE_FRACTION = 0.04
-"""IVF partitions probed per approximate query: ANN_NPROBES, or this share of the ~sqrt(rows) partitions
-if more. Measured on 384-d vectors (docs/benchmarks.md): 20 of 316 partitions give recall@10 0.98 at
-100k rows; at 1M rows 20 of 1,000 gave 0.90 and 40 gave 0.97."""
+ANN_MAX_PARTITIONS = 256
+"""IVF partitions: sqrt(rows) (LanceDB's rule), at most this many. A query pays per partition probed, and
+recall follows the share of partitions probed, so many small partitions are slow: measured on 1M 384-d
+vectors (IVF_SQ, docs/benchmarks.md), 1,000 partitions needed 40 probes and ~22 ms for recall@10 0.97,
+where 244 partitions gave 0.965 with 16 probes in ~5 ms. Fewer, larger ones lose locality instead: 24
+partitions of 100k vectors needed 16 probes (two thirds of the rows) for 0.95."""
+
+ANN_NPROBES = 16
+ANN_PROBE_FRACTION = 0.06
+"""IVF partitions probed per approximate query: ANN_NPROBES, or this share of the partitions if more
+(recall@10 measured 0.97 at 100k and 0.965 at 1M rows)."""
 
 ANN_MIN_FRACTION = 0.05
 """A filter keeping at least this share of the rows (or ``ann_min_rows`` of them) is searched through the
@@ -199,7 +204,8 @@ class LanceCatalog(Catalog):
         self._fts_ready = False
         self._vector_index = False
         self._vector_index_checked = -math.inf
-        self._rows_seen = 0
+        self._ann_rows = 0
+        self._other_tenants = False
         failure: str | None = None
         try:
             self._open(uri)
@@ -212,15 +218,26 @@ class LanceCatalog(Catalog):
             raise ConfigError("catalog.url", f"cannot open the catalog {self._description}: {failure}")
 
     def _open(self, uri: str) -> None:
+        session = lancedb.Session()
+        consistency = timedelta(seconds=self.options.read_consistency_seconds)
+        storage_options = dict(self.options.storage_options) or None
         self._db = lancedb.connect(
-            uri,
-            read_consistency_interval=timedelta(seconds=self.options.read_consistency_seconds),
-            storage_options=dict(self.options.storage_options) or None,
+            uri, read_consistency_interval=consistency, storage_options=storage_options, session=session
+        )
+        self._reads = AsyncReads(
+            uri, session=session, read_consistency=consistency, storage_options=storage_options
         )
         self._meta, created_meta = self._open_table(META, rows.META_SCHEMA, "key")
         self._check_meta()
         self._assets_schema = rows.assets_schema(self.dimension)
         self._assets, created_assets = self._open_table(ASSETS, self._assets_schema, rows.PRIMARY_KEY)
+        if rows.RECORD not in self._assets.schema.names:
+            raise ConfigError(
+                "catalog.url",
+                f"the catalog {self._description} was written by a pre-release assetry (no packed record "
+                "column); export its assets with that version (`assetry export`) and add them to a new "
+                "catalog",
+            )
         stored = rows.vector_dimension(self._assets.schema)
         if stored != self.dimension:
             raise ConfigError(
@@ -349,6 +366,7 @@ class LanceCatalog(Catalog):
     def _committed(self, table: str, count: int) -> None:
         """Note one data commit; compact every ``compact_every`` of them."""
         log.debug("committed %d rows to %s", count, table)
+        self._reads.written(table)
         every = self.options.compact_every
         if not every:
             return
@@ -378,8 +396,9 @@ class LanceCatalog(Catalog):
         self, table: Any, ids: Sequence[str], columns: Sequence[str], extra: str | None = None
     ) -> pa.Table:
         """Rows whose id is listed (and which match ``extra``), in as many queries as chunks."""
+        name = ASSETS if table is self._assets else USAGE if table is self._usage else META
         parts = [
-            self._scan(table, sql.conjunction(sql.in_list(rows.PRIMARY_KEY, chunk), extra), columns)
+            self._reads.rows(name, _both(sql.in_list(rows.PRIMARY_KEY, chunk), extra), columns)
             for chunk in _chunks(ids, ID_CHUNK)
         ]
         return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
@@ -393,10 +412,12 @@ class LanceCatalog(Catalog):
             return {}
         return rows.usage_by_id(self._rows_for_ids(self._usage, ids, rows.USAGE_SCHEMA.names))
 
-    def _to_assets(self, table: pa.Table) -> list[Asset]:
-        """Records of an ``assets`` query result, in its order, with their usage counters."""
-        usage = self._usage_for(table.column(rows.PRIMARY_KEY).to_pylist())
-        return rows.table_to_assets(table, usage)
+    def _to_assets(self, table: pa.Table, usage: pa.Table | None = None) -> list[Asset]:
+        """Records of an ``assets`` query result, in its order, with their usage counters (read here
+        unless the ``usage`` rows of those ids are given)."""
+        if usage is None:
+            return rows.table_to_assets(table, self._usage_for(table.column(rows.PRIMARY_KEY).to_pylist()))
+        return rows.table_to_assets(table, rows.usage_by_id(usage))
 
     def _check_batch(self, assets: Sequence[Asset]) -> list[str]:
         ids = [asset.id for asset in assets]
@@ -594,10 +615,11 @@ class LanceCatalog(Catalog):
         if not wanted:
             return {}
         scope = sql.conjunction(*sql.filter_clauses(Filter(tenant=tenant)))
-        found = {
-            a.id: a
-            for a in self._to_assets(self._rows_for_ids(self._assets, wanted, rows.ASSET_COLUMNS, scope))
-        }
+        found: dict[str, Asset] = {}
+        for chunk in _chunks(wanted, ID_CHUNK):
+            where = _both(sql.in_list(rows.PRIMARY_KEY, chunk), scope)
+            records, usage = self._reads.rows_and_usage(where, rows.ASSET_COLUMNS, chunk)
+            found.update((a.id, a) for a in self._to_assets(records, usage))
         return {asset_id: found[asset_id] for asset_id in wanted if asset_id in found}
 
     def ids_with_prefix(self, prefix: str, *, tenant: str | None = None, limit: int = 10) -> list[str]:
@@ -623,9 +645,11 @@ class LanceCatalog(Catalog):
             raise ValidationError("offset", f"must be >= 0, got {offset}")
         if limit == 0:
             return []
+        # The sort columns are selected too: LanceDB cannot sort by a column it does not read.
+        columns = list(dict.fromkeys([*rows.ASSET_COLUMNS, *(column for column, _ in ordering)]))
         query = (
             self._assets.search()
-            .select(list(rows.ASSET_COLUMNS))
+            .select(columns)
             .order_by([ColumnOrdering(column_name=column, ascending=asc) for column, asc in ordering])
             .limit(limit)
             .offset(offset)
@@ -662,6 +686,7 @@ class LanceCatalog(Catalog):
         depth = max(2 * query.limit, 20) if text and vector is not None else query.limit
         ranked: list[tuple[str, float, float | None]] = []
         tables: list[pa.Table] = []
+        usage: pa.Table | None = None  # the hits' usage rows, when the query read them too
         if text and vector is None:
             found = self._text_search(text, clause, depth)
             tables.append(found)
@@ -671,7 +696,7 @@ class LanceCatalog(Catalog):
                 for i, s in zip(found.column(rows.PRIMARY_KEY).to_pylist(), scores, strict=True)
             ]
         elif vector is not None and not text:
-            found = self._vector_search(vector, query.filter, clause, depth)
+            found, usage = self._vector_search(vector, query.filter, clause, depth)
             tables.append(found)
             distances = found.column("_distance").to_pylist()
             ranked = [
@@ -681,7 +706,7 @@ class LanceCatalog(Catalog):
         else:
             assert vector is not None
             by_text = self._text_search(text, clause, depth)
-            by_vector = self._vector_search(vector, query.filter, clause, depth)
+            by_vector, _ = self._vector_search(vector, query.filter, clause, depth)
             tables += [by_text, by_vector]
             ranked = _fuse(
                 by_text.column(rows.PRIMARY_KEY).to_pylist(),
@@ -693,7 +718,7 @@ class LanceCatalog(Catalog):
         candidates = pa.concat_tables([t.select(list(rows.ASSET_COLUMNS)) for t in tables])
         # Build records (and read usage) only for the hits kept, not for every fused candidate.
         kept = pc.is_in(candidates.column(rows.PRIMARY_KEY), value_set=pa.array([i for i, _, _ in ranked]))
-        assets = {a.id: a for a in self._to_assets(candidates.filter(kept))}
+        assets = {a.id: a for a in self._to_assets(candidates.filter(kept), usage)}
         return [Hit(asset=assets[i], score=score, distance=distance) for i, score, distance in ranked]
 
     def _query_vector(self, vector: Sequence[float] | None) -> list[float] | None:
@@ -705,7 +730,7 @@ class LanceCatalog(Catalog):
                 "vector",
                 f"has {len(values)} dimensions; this catalog stores {self.dimension} (vectors.dimension)",
             )
-        if not all(math.isfinite(x) for x in values):
+        if not all(map(math.isfinite, values)):
             raise ValidationError("vector", "contains NaN or infinity")
         return values
 
@@ -721,39 +746,47 @@ class LanceCatalog(Catalog):
             query = query.where(clause, prefilter=True)
         return query.limit(limit).select([*rows.ASSET_COLUMNS, "_score"]).to_arrow()
 
-    def _vector_search(self, vector: list[float], where: Filter, clause: str | None, limit: int) -> pa.Table:
+    def _vector_search(
+        self, vector: list[float], where: Filter, clause: str | None, limit: int
+    ) -> tuple[pa.Table, pa.Table | None]:
         """The nearest rows (`rows.ASSET_COLUMNS` and ``_distance``), best first, by the plan `_plan`
-        picks for the filter."""
+        picks for the filter; and their usage rows if the plan read them on the way."""
+        if _only_tenant(where, clause) and not self._other_tenants and self._has_vector_index():
+            # A single-tenant store (the common case): rank without the filter (its prefilter mask
+            # measured ~15 ms per query at 1M rows, and counting the rows it keeps another ~1 ms) and
+            # check each hit's tenant here. If every hit is the tenant's, these are also the nearest of
+            # the tenant's rows. One that is not sends this query, and this process's later ones, down
+            # the planned path.
+            found, usage = self._ann(vector, None, limit, self._nprobes())
+            if all(tenant == where.tenant for tenant in rows.record_tenants(found)):
+                return found, usage
+            self._other_tenants = True
         plan, matching = self._plan(clause)
-        nprobes = max(ANN_NPROBES, math.ceil(ANN_PROBE_FRACTION * ann_partitions(self._rows_seen)))
-        if plan == "ann-all" and _only_tenant(where, clause):
-            # The filter keeps every row: rank without it (its prefilter mask over all rows measured
-            # ~15 ms per query at 1M rows) and check the tenant of every hit here. A hit of another
-            # tenant (added since the count) sends the query down the filtered path below.
-            found = self._ann(vector, None, limit, nprobes)
-            same_tenant = pc.fill_null(pc.equal(found.column("tenant"), where.tenant), False)
-            if pc.all(same_tenant).as_py() is not False:
-                return found
+        nprobes = self._nprobes()
         if plan == "exact" and matching <= EXACT_NUMPY_MAX_ROWS:
-            return self._exact(vector, clause, limit)
+            return self._exact(vector, clause, limit), None
         if plan == "exact":
             query = self._assets.search(vector, query_type="vector", vector_column_name=rows.VECTOR)
             query = query.distance_type(self.metric).bypass_vector_index()
             if clause:
                 query = query.where(clause, prefilter=True)
-            return query.limit(limit).select([*rows.ASSET_COLUMNS, "_distance"]).to_arrow()
+            return query.limit(limit).select([*rows.ASSET_COLUMNS, "_distance"]).to_arrow(), None
         return self._ann(vector, clause, limit, nprobes)
 
     def _ann(
         self, vector: list[float], clause: str | None, limit: int, nprobes: int = ANN_NPROBES
-    ) -> pa.Table:
-        query = self._assets.search(vector, query_type="vector", vector_column_name=rows.VECTOR)
-        query = query.distance_type(self.metric).nprobes(nprobes)
-        if clause:
-            query = query.where(clause, prefilter=True)
-        # All columns in the one query: LanceDB reads the winners' columns once (fetching them by id in
-        # a second query measured ~2x slower: each column costs a random read per query).
-        return query.limit(limit).select([*rows.ASSET_COLUMNS, "_distance"]).to_arrow()
+    ) -> tuple[pa.Table, pa.Table]:
+        """Nearest rows through the index, and their usage rows. The records come in the same query:
+        fetching them by id in a second one measured ~2x slower."""
+        return self._reads.nearest(
+            vector,
+            column=rows.VECTOR,
+            metric=self.metric,
+            nprobes=nprobes,
+            where=clause,
+            columns=rows.ASSET_COLUMNS,
+            limit=limit,
+        )
 
     def _exact(self, vector: list[float], clause: str | None, limit: int) -> pa.Table:
         """Exact nearest neighbours among the (few) rows a filter keeps: their vectors are read in one
@@ -809,7 +842,6 @@ class LanceCatalog(Catalog):
         filter keeps every row. Measured (docs/benchmarks.md): approximate search over a filter keeping
         0.5% of the rows loses recall, while exact search over those few rows is both exact and fast."""
         total = int(self._assets.count_rows())
-        self._rows_seen = total
         matching = int(self._assets.count_rows(clause)) if clause else total
         if not self._has_vector_index():
             return "exact", matching
@@ -903,6 +935,7 @@ class LanceCatalog(Catalog):
         retention = timedelta(seconds=self.options.cleanup_older_than_seconds)
         for name, table in ((ASSETS, self._assets), (USAGE, self._usage), (META, self._meta)):
             self._retry(f"compact {name}", functools.partial(table.optimize, cleanup_older_than=retention))
+            self._reads.written(name)  # new indexes and files
         log.info(
             "compacted catalog %s in %.2f s (%d records)",
             self._description,
@@ -943,14 +976,22 @@ class LanceCatalog(Catalog):
         self._fts_ready = True
 
     def _has_vector_index(self) -> bool:
-        """Cached: listing indexes costs a millisecond per query. Once seen, an index is assumed to stay
-        (were it dropped, LanceDB would still answer, only slower); its absence is re-checked now and
-        then, as another process may build it."""
+        """Cached: listing indexes costs a millisecond per query. Re-checked now and then, as another
+        process may build (or rebuild, with more partitions) the index."""
         now = time.monotonic()
-        if not self._vector_index and now - self._vector_index_checked >= VECTOR_INDEX_RECHECK_SECONDS:
-            self._vector_index = rows.VECTOR in self._indexed_columns(self._assets)
+        if now - self._vector_index_checked >= VECTOR_INDEX_RECHECK_SECONDS:
+            index = next(
+                (i for i in self._assets.list_indices() if list(i.columns) == [rows.VECTOR]),
+                None,
+            )
+            self._vector_index = index is not None
+            self._ann_rows = int(getattr(index, "num_indexed_rows", 0) or 0)
             self._vector_index_checked = now
         return self._vector_index
+
+    def _nprobes(self) -> int:
+        """Partitions probed by an approximate query."""
+        return max(ANN_NPROBES, math.ceil(ANN_PROBE_FRACTION * ann_partitions(self._ann_rows)))
 
     def _maybe_build_ann(self) -> None:
         """Build (or rebuild after 2x growth: optimize adds rows to an index but never re-clusters it)
@@ -975,6 +1016,8 @@ class LanceCatalog(Catalog):
         self._retry("build the vector index", lambda: self._assets.create_index(rows.VECTOR, config=config))
         self._write_meta({"ann_rows": str(with_vectors)}, overwrite=True)
         self._vector_index = True
+        self._ann_rows = with_vectors
+        self._vector_index_checked = time.monotonic()
         log.info(
             "built the IVF_SQ vector index of %s over %d vectors in %.1f s",
             self._description,
@@ -985,11 +1028,18 @@ class LanceCatalog(Catalog):
     def describe(self) -> str:
         return self._description
 
+    def close(self) -> None:
+        self._reads.close()
+
     def __repr__(self) -> str:
         return f"<LanceCatalog {self._description} dimension={self.dimension} metric={self.metric}>"
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+
+
+def _both(clause: str, extra: str | None) -> str:
+    return f"({clause}) AND ({extra})" if extra else clause
 
 
 def _only_tenant(where: Filter, clause: str | None) -> bool:
@@ -1030,9 +1080,8 @@ def _bytes_per_digest(table: pa.Table) -> tuple[int, int]:
 
 
 def ann_partitions(rows_with_vectors: int) -> int:
-    """IVF partitions for an index over this many vectors: the square root (LanceDB's documented rule),
-    so a partition holds ~1,000 vectors at a million rows."""
-    return max(1, round(math.sqrt(rows_with_vectors)))
+    """IVF partitions for an index over this many vectors (see `ANN_MAX_PARTITIONS`)."""
+    return max(1, min(round(math.sqrt(rows_with_vectors)), ANN_MAX_PARTITIONS))
 
 
 def _options(options: object) -> LanceOptions:

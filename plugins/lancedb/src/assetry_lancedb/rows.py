@@ -23,6 +23,11 @@ from assetry.model import Asset, Kind, Links, Provenance, Status
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 STRINGS = pa.list_(pa.string())
 
+ASSETS = "assets"
+USAGE = "usage"
+META = "meta"
+"""The catalog's tables: one row per record, its usage counters, and facts about the catalog."""
+
 PRIMARY_KEY = "id"
 
 # (column, Arrow type) of every stored field, in table order. `vector` and `search_text` are added by
@@ -60,9 +65,14 @@ _ASSET_FIELDS: tuple[tuple[str, pa.DataType], ...] = (
 
 SEARCH_TEXT = "search_text"
 VECTOR = "vector"
+RECORD = "record"
 
-ASSET_COLUMNS: tuple[str, ...] = (PRIMARY_KEY, *(name for name, _ in _ASSET_FIELDS), VECTOR)
-"""Columns read back to rebuild an `Asset` (everything but ``search_text``)."""
+ASSET_COLUMNS: tuple[str, ...] = (PRIMARY_KEY, RECORD, VECTOR)
+"""Columns read back to rebuild an `Asset`: the packed record and the embedding.
+
+Every field also has its own column, for filters, ordering and GC, but a record is read back from the one
+``record`` column (the fields as JSON): LanceDB reads each projected column of a row with its own random
+access, so reading 10 search hits' 29 field columns took ~19 ms at 1M rows, and one column ~2 ms."""
 
 USAGE_SCHEMA = pa.schema(
     [
@@ -87,6 +97,7 @@ def assets_schema(dimension: int) -> pa.Schema:
             *(pa.field(name, type_) for name, type_ in _ASSET_FIELDS),
             pa.field(VECTOR, pa.list_(pa.float32(), dimension), nullable=True),
             pa.field(SEARCH_TEXT, pa.string()),
+            pa.field(RECORD, pa.string(), nullable=False),
         ]
     )
 
@@ -146,6 +157,30 @@ _GETTERS: dict[str, Callable[[Asset], Any]] = {
     SEARCH_TEXT: search_text,
 }
 
+_RECORD_FIELDS = tuple(name for name, _ in _ASSET_FIELDS)
+_JSON_TEXT_FIELDS = ("parameters", "extra")
+
+
+def encode_record(values: Mapping[str, Any]) -> str:
+    """The ``record`` column of one row: its field columns' values (as `assets_table` stores them) as
+    JSON. ``parameters`` and ``extra`` are nested objects, timestamps ISO 8601 text."""
+    packed = {}
+    for name in _RECORD_FIELDS:
+        value = values[name]
+        if name in _JSON_TEXT_FIELDS:
+            value = json.loads(value) if value else None
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        packed[name] = value
+    return json.dumps(packed, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _record(asset: Asset) -> str:
+    return encode_record({name: _GETTERS[name](asset) for name in _RECORD_FIELDS})
+
+
+_GETTERS[RECORD] = _record
+
 # Errors name the Asset field, not the column.
 _FIELD_NAMES = {VECTOR: "embedding", SEARCH_TEXT: "label"}
 
@@ -187,58 +222,61 @@ def usage_by_id(table: pa.Table) -> dict[str, Usage]:
     return {i: (_utc(t), c or 0) for i, t, c in zip(ids, last_used, counts, strict=True)}
 
 
-def _loads(text: str | None) -> dict[str, Any]:
-    return json.loads(text) if text else {}
-
-
 def _tuple(values: Iterable[Any] | None) -> tuple[Any, ...]:
     return tuple(values) if values is not None else ()
+
+
+def record_tenants(table: pa.Table) -> list[str | None]:
+    """The tenant of each row of an ``assets`` query result, from its packed record."""
+    return [json.loads(text)["tenant"] for text in table.column(RECORD).to_pylist()]
 
 
 def table_to_assets(table: pa.Table, usage: Mapping[str, Usage] | None = None) -> list[Asset]:
     """Rebuild the records of an ``assets`` query result (rows in table order), usage folded in."""
     usage = usage or {}
-    cols = {name: table.column(name).to_pylist() for name in ASSET_COLUMNS}
+    ids = table.column(PRIMARY_KEY).to_pylist()
+    records = table.column(RECORD).to_pylist()
+    vectors = table.column(VECTOR).to_pylist()
     assets = []
-    for i, asset_id in enumerate(cols[PRIMARY_KEY]):
+    for asset_id, text, vector in zip(ids, records, vectors, strict=True):
+        r = json.loads(text)
         last_used, access_count = usage.get(asset_id, (None, 0))
-        vector = cols[VECTOR][i]
         assets.append(
             Asset(
                 id=asset_id,
-                label=cols["label"][i],
-                kind=Kind(cols["kind"][i]),
-                media_type=cols["media_type"][i],
-                size=cols["size"][i],
-                digest=cols["digest"][i],
-                status=Status(cols["status"][i]),
-                created_at=cols["created_at"][i].astimezone(UTC),
-                created_by=cols["created_by"][i],
-                tenant=cols["tenant"][i],
-                project=cols["project"][i],
-                tags=_tuple(cols["tags"][i]),
+                label=r["label"],
+                kind=Kind(r["kind"]),
+                media_type=r["media_type"],
+                size=r["size"],
+                digest=r["digest"],
+                status=Status(r["status"]),
+                created_at=datetime.fromisoformat(r["created_at"]).astimezone(UTC),
+                created_by=r["created_by"],
+                tenant=r["tenant"],
+                project=r["project"],
+                tags=_tuple(r["tags"]),
                 provenance=Provenance(
-                    model=cols["model"][i],
-                    prompt=cols["prompt"][i],
-                    negative_prompt=cols["negative_prompt"][i],
-                    seed=cols["seed"][i],
-                    parameters=_loads(cols["parameters"][i]),
+                    model=r["model"],
+                    prompt=r["prompt"],
+                    negative_prompt=r["negative_prompt"],
+                    seed=r["seed"],
+                    parameters=r["parameters"] or {},
                 ),
                 links=Links(
-                    agent_id=cols["agent_id"][i],
-                    conversation_id=cols["conversation_id"][i],
-                    message_id=cols["message_id"][i],
-                    tool_call_id=cols["tool_call_id"][i],
-                    task_id=cols["task_id"][i],
-                    parent_ids=_tuple(cols["parent_ids"][i]),
-                    reference_ids=_tuple(cols["reference_ids"][i]),
+                    agent_id=r["agent_id"],
+                    conversation_id=r["conversation_id"],
+                    message_id=r["message_id"],
+                    tool_call_id=r["tool_call_id"],
+                    task_id=r["task_id"],
+                    parent_ids=_tuple(r["parent_ids"]),
+                    reference_ids=_tuple(r["reference_ids"]),
                 ),
-                width=cols["width"][i],
-                height=cols["height"][i],
-                duration=cols["duration"][i],
-                extra=_loads(cols["extra"][i]),
+                width=r["width"],
+                height=r["height"],
+                duration=r["duration"],
+                extra=r["extra"] or {},
                 embedding=tuple(vector) if vector is not None else None,
-                pinned=bool(cols["pinned"][i]),
+                pinned=bool(r["pinned"]),
                 last_used=last_used,
                 access_count=access_count,
             )
