@@ -98,6 +98,11 @@ EXACT_NUMPY_MAX_ROWS = 200_000
 """Exact searches over at most this many rows read the vectors and rank them in numpy (at most ~300 MB
 of 384-d vectors at once); larger ones (only without an index) stream through LanceDB's flat search."""
 
+SCAN_BATCH_ROWS = 65_536
+"""Rows per batch of a scan. LanceDB hands each batch from its event-loop thread to Python separately, and
+its default batch is 1,024 rows: measured at 1M rows, reading the ``size`` column took 0.23 s in 1,024-row
+batches and 5 ms in 64k-row ones (the id, digest and size columns of a GC scan: 0.5 s and 0.2 s)."""
+
 VECTOR_INDEX_RECHECK_SECONDS = 5.0
 """How long "no vector index" is believed before asking LanceDB again (another process may build it)."""
 
@@ -372,7 +377,7 @@ class LanceCatalog(Catalog):
         query = table.search().select(list(columns)).limit(None)
         if where:
             query = query.where(where)
-        return query.to_arrow()
+        return query.to_batches(batch_size=SCAN_BATCH_ROWS).read_all()
 
     def _rows_for_ids(
         self, table: Any, ids: Sequence[str], columns: Sequence[str], extra: str | None = None
