@@ -1,5 +1,6 @@
 """Quota GC's scan in the LanceDB catalog (`LanceCatalog.lru_scan`, `assetry_lancedb.lru`): the LRU order,
-reference counts and byte counts against a plain Python model, on real catalogs on disk."""
+reference counts and byte counts against a plain Python model, on real catalogs on disk; and the long-list
+paths of `delete` and `digest_references`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import lancedb
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +22,7 @@ from assetry._testing.catalog import BASE_TIME, fake_digest, make_asset
 from assetry.backends import CatalogSpec
 from assetry.model import Asset, Status, StorageUsage, UsageEvent
 from assetry_lancedb import lru
-from assetry_lancedb.catalog import LanceCatalog
+from assetry_lancedb.catalog import ID_CHUNK, LanceCatalog
 from assetry_lancedb.options import LanceOptions
 
 
@@ -154,3 +156,48 @@ def test_take_from_chunks_matches_arrow(chunks: list[list[str]], data: st.DataOb
     rows = data.draw(st.lists(st.integers(0, max(total - 1, 0)), max_size=8)) if total else []
     index = np.array(rows, dtype=np.int64)
     assert lru.take(column, index).to_pylist() == column.take(pa.array(index, pa.int64())).to_pylist()
+
+
+# -- long id lists -------------------------------------------------------------------------------------------
+
+
+def test_deleting_many_unknown_ids_makes_no_commit_and_finds_a_late_known_one(tmp_path: Path) -> None:
+    catalog = _open(tmp_path / "c")
+    kept, gone = make_asset(), make_asset()
+    catalog.insert([kept, gone])
+    catalog.record_usage([UsageEvent(gone.id, "read", BASE_TIME)])
+    unknown = [f"unknown-{i}" for i in range(ID_CHUNK + 500)]
+    before = (_version(tmp_path / "c", "assets"), _version(tmp_path / "c", "usage"))
+    catalog.delete(unknown)
+    assert (_version(tmp_path / "c", "assets"), _version(tmp_path / "c", "usage")) == before
+    # The one stored id comes after the first ID_CHUNK: found by the second look, deleted from both tables.
+    catalog.delete([*unknown, gone.id])
+    assert set(catalog.get_many([kept.id, gone.id])) == {kept.id}
+    after = (_version(tmp_path / "c", "assets"), _version(tmp_path / "c", "usage"))
+    assert after == (before[0] + 1, before[1] + 1)
+
+
+def test_digest_references_of_many_digests(tmp_path: Path) -> None:
+    catalog = _open(tmp_path / "c")
+    shared = fake_digest("shared")
+    catalog.insert([make_asset(digest=shared), make_asset(digest=shared, tenant="other"), make_asset()])
+    asked = [shared, *(fake_digest(("absent", i)) for i in range(ID_CHUNK + 10))]
+    counts = catalog.digest_references(asked)
+    assert counts[shared] == 2
+    assert set(counts) == set(asked)
+    assert sum(counts.values()) == 2
+
+
+@pytest.mark.parametrize("victims", [10, ID_CHUNK + 200])
+def test_gc_removes_rows_and_counts_as_before_whatever_the_list_length(tmp_path: Path, victims: int) -> None:
+    """Short deletes look ids up by query, long ones scan: both leave the same catalog."""
+    catalog = _open(tmp_path / "c")
+    assets = [make_asset() for _ in range(victims + 50)]
+    catalog.insert(assets)
+    doomed = [a.id for a in assets[:victims]]
+    catalog.delete(doomed)
+    assert catalog.storage_usage() == _model_usage(assets[victims:], None)
+    assert catalog.digest_references([a.digest or "" for a in assets[: victims + 1]]) == {
+        **{a.digest or "": 0 for a in assets[:victims]},
+        assets[victims].digest or "": 1,
+    }

@@ -394,8 +394,20 @@ class LanceCatalog(Catalog):
         return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
     def _existing_ids(self, ids: Sequence[str], table: Any = None) -> set[str]:
-        found = self._rows_for_ids(self._assets if table is None else table, ids, [rows.PRIMARY_KEY])
-        return set(found.column(rows.PRIMARY_KEY).to_pylist())
+        found = self._lookup(self._assets if table is None else table, rows.PRIMARY_KEY, ids)
+        return set(found.to_pylist())
+
+    def _lookup(self, table: Any, column: str, values: Sequence[str]) -> pa.ChunkedArray:
+        """The column's values that are in ``values``, one per matching row.
+
+        Up to `ID_CHUNK` values: one ``IN (...)`` query (through the column's index). More: one scan of
+        the column, matched in Arrow. Measured at 1M rows, a 1,000-id query costs ~30 ms and a scan of the
+        id column ~40 ms (the digest column ~85 ms), so looking up quota GC's 10,000 victims took 0.3-0.9 s
+        in queries and is ~0.1 s as a scan."""
+        if len(values) <= ID_CHUNK:
+            return self._scan(table, sql.in_list(column, values), [column]).column(column)
+        found = self._scan(table, None, [column]).column(column)
+        return found.filter(pc.is_in(found, value_set=pa.array(values, pa.string())))
 
     def _usage_for(self, ids: Sequence[str]) -> dict[str, rows.Usage]:
         if not ids:
@@ -529,20 +541,29 @@ class LanceCatalog(Catalog):
             )
 
     def delete(self, ids: Collection[str]) -> None:
-        """Remove records and their usage counters; one delete per table (per 10,000 ids)."""
+        """Remove records and their usage counters; one delete per table (per 10,000 ids).
+
+        Deleting nothing still makes a LanceDB version, so each delete first makes sure that one of its
+        ids is stored (`_any_stored`), not which ones are.
+        """
         wanted = list(dict.fromkeys([ids] if isinstance(ids, str) else ids))
-        if not wanted:
-            return
         for name, table in ((ASSETS, self._assets), (USAGE, self._usage)):
-            # Deleting nothing still makes a version; look first.
-            existing = self._existing_ids(wanted, table)
-            present = [asset_id for asset_id in wanted if asset_id in existing]
-            if not present:
-                continue
-            for chunk in _chunks(present, DELETE_CHUNK):
+            for chunk in _chunks(wanted, DELETE_CHUNK):
+                if not chunk or not self._any_stored(table, chunk):
+                    continue
                 clause = sql.in_list(rows.PRIMARY_KEY, chunk)
-                self._retry(f"delete from {name}", functools.partial(table.delete, clause))
-                self._committed(name, len(chunk))
+                result = self._retry(f"delete from {name}", functools.partial(table.delete, clause))
+                self._committed(name, int(getattr(result, "num_deleted_rows", len(chunk))))
+
+    def _any_stored(self, table: Any, ids: Sequence[str]) -> bool:
+        """Whether any of the ids has a row: the first `ID_CHUNK` of them are looked up in one query, the
+        rest only if none of those has one. Ids read from the catalog a moment ago (quota GC's victims)
+        are settled by that one query, where reading which of 10,000 ids exist took a scan of the id
+        column (~0.1 s at 1M rows)."""
+        head = ids[:ID_CHUNK]
+        return bool(self._existing_ids(head, table)) or (
+            len(ids) > len(head) and bool(self._existing_ids(ids[len(head) :], table))
+        )
 
     def record_usage(self, events: Sequence[UsageEvent]) -> None:
         """Fold access events into the usage table: one read of the current counters, one merge.
@@ -835,9 +856,8 @@ class LanceCatalog(Catalog):
     def digest_references(self, digests: Collection[str]) -> dict[str, int]:
         wanted = list(dict.fromkeys([digests] if isinstance(digests, str) else digests))
         counts = dict.fromkeys(wanted, 0)
-        for chunk in _chunks(wanted, ID_CHUNK):
-            found = self._scan(self._assets, sql.in_list("digest", chunk), ["digest"]).column("digest")
-            for item in pc.value_counts(found).to_pylist():
+        if wanted:
+            for item in pc.value_counts(self._lookup(self._assets, "digest", wanted)).to_pylist():
                 counts[item["values"]] += item["counts"]
         return counts
 
