@@ -178,6 +178,12 @@ class Catalog(abc.ABC):
     @abc.abstractmethod
     def storage_usage(self, *, tenant: str | None = None) -> StorageUsage: ...
 
+    def lru_scan(self, *, tenant: str | None = None) -> tuple[StorageUsage, Iterator[LruRow]]:
+        """`storage_usage` and `iter_lru` together, as quota GC needs both. This default calls the two;
+        a backend that reads the same rows for both overrides it to read them once (and from one
+        snapshot)."""
+        return self.storage_usage(tenant=tenant), self.iter_lru(tenant=tenant)
+
     @abc.abstractmethod
     def counts_by_kind(self, *, tenant: str | None = None) -> dict[str, int]: ...
 

@@ -946,7 +946,8 @@ class Store:
                 raise ValidationError("quota", "give a quota (or set [gc] quota in assetry.toml)")
         limit = parse_size(quota, field="quota")
         self.flush()  # LRU order must include the accesses still in the buffer
-        before = self.catalog.storage_usage().stored_bytes
+        usage, rows = self.catalog.lru_scan()
+        before = usage.stored_bytes
         victims: list[Eviction] = []
         doomed: list[LruRow] = []
         spared: list[str] = []
@@ -955,7 +956,6 @@ class Store:
         # Whole records are read only for plugins that may veto; the LRU rows carry all GC itself needs
         # (reading 31 columns per victim made GC grow faster than linearly, docs/benchmarks.md).
         vetoing = bool(self.plugins.hook.assetry_evict.get_hookimpls())
-        rows = self.catalog.iter_lru()
         while remaining > limit:
             chunk = [row for _, row in zip(range(1024), rows, strict=False)]
             if not chunk:
@@ -981,7 +981,7 @@ class Store:
                 victims.append(Eviction(row.asset_id, row.label, row.size, row.last_used, freed))
         if not dry_run:
             self._remove([(r.asset_id, r.digest, r.size) for r in doomed])
-        for victim in victims:
+        for victim in victims if log.isEnabledFor(logging.INFO) else ():
             log.info(
                 "%s asset %s (%s, %d bytes, last used %s) to meet quota %d",
                 "would evict" if dry_run else "evicted",

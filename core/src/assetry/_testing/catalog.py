@@ -715,6 +715,21 @@ class CatalogContract:
         assert rows["evictable"].references == 3
         assert rows["alone"].references == 1
 
+    def test_lru_scan_is_storage_usage_and_iter_lru(self, catalog: Catalog) -> None:
+        shared = fake_digest("scan-shared")
+        catalog.insert(
+            [
+                make_asset(digest=shared, size=10, tenant="A"),
+                make_asset(digest=shared, size=10, tenant="B", pinned=True),
+                make_asset(size=7, tenant="A", created_at=BASE_TIME - timedelta(days=1)),
+                make_asset(digest=None, size=0, status=Status.PENDING, tenant="A"),
+            ]
+        )
+        for tenant in (None, "A", "B"):
+            usage, rows = catalog.lru_scan(tenant=tenant)
+            assert usage == catalog.storage_usage(tenant=tenant)
+            assert list(rows) == list(catalog.iter_lru(tenant=tenant))
+
     def test_storage_usage_counts_each_digest_once(self, catalog: Catalog) -> None:
         d1, d2 = fake_digest("s1"), fake_digest("s2")
         catalog.insert(
