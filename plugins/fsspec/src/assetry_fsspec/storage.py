@@ -57,7 +57,6 @@ logger = logging.getLogger(__name__)
 BLOBS = "blobs"
 TMP = "tmp"
 _TMP_SUFFIX = ".tmp"
-_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 _USERINFO = re.compile(r"^[^/@]*@")
 
 T = TypeVar("T")
@@ -330,38 +329,26 @@ class FsspecBlobStore(BlobStore):
         size = 0
         buffer = bytearray(CHUNK_SIZE)
         view = memoryview(buffer)
-        tmp = self._create_local_tmp()
+        tmp = self._new_tmp_name()
         try:
-            with content.open() as reader, open(tmp, "wb") as writer:
+            # Written through the descriptor that created it (never reopened with O_TRUNC, which makes
+            # ext4 flush the file when it is closed: see `_put_local_file`), read-only from the start
+            # (the umask decides who may read it, as for any new file).
+            with content.open() as reader, open(self._open_local_tmp(tmp, 0o444), "wb") as writer:
                 while n := reader.readinto(view):  # type: ignore[attr-defined]
                     hasher.update(view[:n])
                     writer.write(view[:n])
                     size += n
             _check_source(content, size)
             digest = format_digest(self.algorithm, hasher.hexdigest())
-            return self._publish_local(tmp, self._key(digest), digest, size)
+            final = self._key(digest)
+            if os.path.exists(final):
+                _remove_quietly(tmp)
+                return StoredBlob(digest=digest, size=size, written=False)
+            return self._rename_local(tmp, final, digest, size)
         except BaseException:
             _remove_quietly(tmp)
             raise
-
-    def _create_local_tmp(self) -> str:
-        tmp = self._new_tmp_name()
-        # Created with 0o666 so the process umask decides who may read the blob, as for any new file
-        # (mkstemp would force 0o600).
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        try:
-            os.close(os.open(tmp, flags, 0o666))
-        except FileNotFoundError:  # the store directory was removed since this object created it
-            os.makedirs(self._tmp_dir(), exist_ok=True)
-            os.close(os.open(tmp, flags, 0o666))
-        return tmp
-
-    def _publish_local(self, tmp: str, final: str, digest: str, size: int) -> StoredBlob:
-        if os.path.exists(final):
-            _remove_quietly(tmp)
-            return StoredBlob(digest=digest, size=size, written=False)
-        os.chmod(tmp, stat.S_IMODE(os.stat(tmp).st_mode) & ~_WRITE_BITS)
-        return self._rename_local(tmp, final, digest, size)
 
     def put_many(self, contents: Sequence[Content]) -> list[StoredBlob]:
         """Store several contents, in order; ``written`` is True only for the first of several equal
