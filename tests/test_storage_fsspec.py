@@ -3,6 +3,7 @@ specific to this backend (atomic publish, changed sources, bounded memory, layou
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
@@ -29,7 +30,7 @@ from assetry.backends import BlobStore, StorageSpec
 from assetry.content import Content
 from assetry.digests import CHUNK_SIZE, digest_bytes, digest_stream, split_digest
 from assetry.errors import BlobNotFound, ConfigError, ContentMismatch, NotSupported, ValidationError
-from assetry_fsspec import plugin
+from assetry_fsspec import plugin, storage
 from assetry_fsspec.storage import FsspecBlobStore
 from tests.instrumented import FlippingContent, InstrumentedContent
 
@@ -337,9 +338,9 @@ def test_source_changed_during_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     source = tmp_path / "render.png"
     source.write_bytes(os.urandom(100_000))
     content = Content.from_path(source)
-    real_copyfile = shutil.copyfile
+    real_copy = storage._copy_file_to
 
-    def copy_while_the_generator_still_writes(src: Any, dst: Any) -> Any:
+    def copy_while_the_generator_still_writes(src: Any, dst: int) -> int:
         if change == "grow":
             with open(src, "ab") as f:
                 f.write(b"more pixels")
@@ -347,9 +348,9 @@ def test_source_changed_during_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             mtime = os.stat(src).st_mtime_ns
             Path(src).write_bytes(os.urandom(100_000))
             os.utime(src, ns=(mtime + 10**9, mtime + 10**9))
-        return real_copyfile(src, dst)
+        return real_copy(src, dst)
 
-    monkeypatch.setattr("assetry_fsspec.storage.shutil.copyfile", copy_while_the_generator_still_writes)
+    monkeypatch.setattr("assetry_fsspec.storage._copy_file_to", copy_while_the_generator_still_writes)
     monkeypatch.setattr("assetry_fsspec.storage.LOCAL_SMALL_FILE", 0)  # the copy path of large files
     with pytest.raises(ContentMismatch, match=r"render\.png"):
         store.put(content)
@@ -379,19 +380,19 @@ def test_store_directory_removed_while_open(tmp_path: Path) -> None:
 def test_duplicate_file_is_not_copied_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
-    if path == "copy":  # large files are hashed, then copied by the OS; small ones read once
+    if path == "copy":  # large files are hashed while the OS copies them; small ones read once
         monkeypatch.setattr("assetry_fsspec.storage.LOCAL_SMALL_FILE", 0)
     store = local_store(tmp_path / "store")
     source = tmp_path / "a.bin"
     source.write_bytes(os.urandom(50_000))
     copies = []
-    real_copyfile = shutil.copyfile
+    real_copy = storage._copy_file_to
 
-    def counting_copyfile(src: Any, dst: Any) -> Any:
+    def counting_copy(src: Any, dst: int) -> int:
         copies.append(src)
-        return real_copyfile(src, dst)
+        return real_copy(src, dst)
 
-    monkeypatch.setattr("assetry_fsspec.storage.shutil.copyfile", counting_copyfile)
+    monkeypatch.setattr("assetry_fsspec.storage._copy_file_to", counting_copy)
     first = store.put(Content.from_path(source))
     blob = Path(store.local_path(first.digest) or "")
     before = blob.stat()
@@ -403,6 +404,81 @@ def test_duplicate_file_is_not_copied_again(
     after = blob.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert list((tmp_path / "store" / "tmp").iterdir()) == []
+
+
+def _unsupported(source: int, target: int) -> int:
+    raise OSError(errno.EXDEV, "cross-device link")
+
+
+def _copies_nothing(source: int, target: int) -> int:
+    return 0  # what copy_file_range answers on some filesystems instead of an error
+
+
+@pytest.mark.parametrize(
+    "copies",
+    [
+        pytest.param("kernel", id="copy_file_range"),
+        pytest.param([_unsupported, storage._sendfile], id="sendfile-after-EXDEV"),
+        pytest.param([_copies_nothing, _unsupported], id="buffer-after-silent-zero"),
+        pytest.param([], id="buffer"),
+    ],
+)
+def test_large_file_copy_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, copies: Any) -> None:
+    if copies != "kernel":
+        monkeypatch.setattr("assetry_fsspec.storage._KERNEL_COPIES", copies)
+    monkeypatch.setattr("assetry_fsspec.storage.LOCAL_SMALL_FILE", 0)
+    store = local_store(tmp_path / "store")
+    data = os.urandom(3 * CHUNK_SIZE + 17)
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    stored = store.put(Content.from_path(source))
+    assert stored.digest == digest_bytes(data)
+    assert stored.size == len(data)
+    blob = Path(store.local_path(stored.digest) or "")
+    assert blob.read_bytes() == data
+    assert stat.S_IMODE(blob.stat().st_mode) & 0o222 == 0, "published read-only"
+    assert list((tmp_path / "store" / "tmp").iterdir()) == []
+
+
+def test_large_file_copy_error_is_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(source: int, target: int) -> int:
+        raise OSError(errno.EIO, "input/output error")
+
+    monkeypatch.setattr("assetry_fsspec.storage._KERNEL_COPIES", [failing])
+    monkeypatch.setattr("assetry_fsspec.storage.LOCAL_SMALL_FILE", 0)
+    store = local_store(tmp_path / "store")
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(100_000))
+    with pytest.raises(OSError, match="input/output"):
+        store.put(Content.from_path(source))
+    assert list((tmp_path / "store" / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("answer", [errno.ENOSPC, errno.EOPNOTSUPP])
+def test_large_file_preallocation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: int) -> None:
+    """A full disk is reported before anything is copied; a filesystem without fallocate just copies."""
+    copies = []
+    real_copy = storage._copy_file_to
+
+    def counting_copy(src: Any, dst: int) -> int:
+        copies.append(src)
+        return real_copy(src, dst)
+
+    monkeypatch.setattr("assetry_fsspec.storage._FALLOCATE", lambda fd, size: answer)
+    monkeypatch.setattr("assetry_fsspec.storage._copy_file_to", counting_copy)
+    monkeypatch.setattr("assetry_fsspec.storage.LOCAL_SMALL_FILE", 0)
+    store = local_store(tmp_path / "store")
+    data = os.urandom(100_000)
+    source = tmp_path / "big.bin"
+    source.write_bytes(data)
+    if answer == errno.ENOSPC:
+        with pytest.raises(OSError, match="No space left"):
+            store.put(Content.from_path(source))
+        assert copies == []
+        assert local_files(tmp_path / "store") == {}
+    else:
+        stored = store.put(Content.from_path(source))
+        assert Path(store.local_path(stored.digest) or "").read_bytes() == data
 
 
 def test_local_path_is_the_read_only_blob(tmp_path: Path) -> None:

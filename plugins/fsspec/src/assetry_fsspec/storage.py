@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
 import errno
 import functools
 import logging
 import os
 import re
-import shutil
 import stat
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -56,7 +57,6 @@ logger = logging.getLogger(__name__)
 BLOBS = "blobs"
 TMP = "tmp"
 _TMP_SUFFIX = ".tmp"
-_WRITE_BITS = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 _USERINFO = re.compile(r"^[^/@]*@")
 
 T = TypeVar("T")
@@ -69,7 +69,7 @@ while another hashes."""
 
 LOCAL_SMALL_FILE = 4 * MiB
 """Local files up to this size are read into memory once (hash and write from the same buffer); larger
-ones are hashed first, then copied by the OS (memory stays bounded whatever the size)."""
+ones are hashed while the kernel copies them (memory stays bounded whatever the size)."""
 
 S3_PUT_WORKERS = 8
 """Concurrent `put` calls `Store.add_many` may make on S3 (each a conditional PUT of at most
@@ -216,38 +216,47 @@ class FsspecBlobStore(BlobStore):
         if content.size <= LOCAL_SMALL_FILE:
             return self._put_local_small(content, source)
         # A large file is hashed and copied at the same time, in two threads (both outside the GIL):
-        # measured on a 1 GiB file, hashing then copying took twice as long as `cp`, the two together
-        # about as long. A duplicate is still recognised by its hash and never published again; its
+        # hashing then copying took twice as long as `cp`. The copy goes straight from file to file in
+        # the kernel (`_copy_file_to`) into a temporary file whose blocks are reserved up front (see
+        # `_preallocate`). A duplicate is still recognised by its hash and never published again; its
         # temporary copy is removed (usually before the kernel has written any of it to disk).
-        tmp = self._create_local_tmp()
-        copy_errors: list[BaseException] = []
-
-        def copy() -> None:
-            try:
-                # copyfile lets the OS move the bytes (sendfile / copy_file_range), never through Python.
-                shutil.copyfile(source, tmp)
-            except BaseException as exc:
-                copy_errors.append(exc)
-
-        copier = threading.Thread(target=copy, name="assetry-copy", daemon=True)
-        copier.start()
+        tmp = self._new_tmp_name()
+        # Created here and written through this descriptor, never reopened with O_TRUNC: ext4 flushes a
+        # file truncated to zero to disk when it is closed (auto_da_alloc), which made the copy wait for
+        # the disk (~0.2 s per GiB) when shutil.copyfile reopened a temporary file created beforehand.
+        # Read-only from the start (the umask still applies): the open descriptor may write anyway.
+        target = self._open_local_tmp(tmp, 0o444)
         try:
+            copied: list[int] = []
+            copy_errors: list[BaseException] = []
+
+            def copy() -> None:
+                try:
+                    copied.append(_copy_file_to(source, target))
+                except BaseException as exc:
+                    copy_errors.append(exc)
+
             try:
-                with open(source, "rb") as reader:
-                    digest, size = digest_stream(reader, self.algorithm, threads=False)
+                _preallocate(target, content.size)
+                copier = threading.Thread(target=copy, name="assetry-copy", daemon=True)
+                copier.start()
+                try:
+                    with open(source, "rb") as reader:
+                        digest, size = digest_stream(reader, self.algorithm, threads=False)
+                finally:
+                    copier.join()
             finally:
-                copier.join()
+                os.close(target)
             if copy_errors:
                 raise copy_errors[0]
             _check_source(content, size)
+            if copied[0] != size:
+                raise ContentMismatch(f"{content.name}: copied {copied[0]} bytes, hashed {size}; try again")
             final = self._key(digest)
             if os.path.exists(final):
                 _remove_quietly(tmp)
                 return StoredBlob(digest=digest, size=size, written=False)
-            copied = os.stat(tmp).st_size
-            if copied != size:
-                raise ContentMismatch(f"{content.name}: copied {copied} bytes, hashed {size}; try again")
-            return self._publish_local(tmp, final, digest, size)
+            return self._rename_local(tmp, final, digest, size)
         except BaseException:
             _remove_quietly(tmp)
             raise
@@ -320,38 +329,26 @@ class FsspecBlobStore(BlobStore):
         size = 0
         buffer = bytearray(CHUNK_SIZE)
         view = memoryview(buffer)
-        tmp = self._create_local_tmp()
+        tmp = self._new_tmp_name()
         try:
-            with content.open() as reader, open(tmp, "wb") as writer:
+            # Written through the descriptor that created it (never reopened with O_TRUNC, which makes
+            # ext4 flush the file when it is closed: see `_put_local_file`), read-only from the start
+            # (the umask decides who may read it, as for any new file).
+            with content.open() as reader, open(self._open_local_tmp(tmp, 0o444), "wb") as writer:
                 while n := reader.readinto(view):  # type: ignore[attr-defined]
                     hasher.update(view[:n])
                     writer.write(view[:n])
                     size += n
             _check_source(content, size)
             digest = format_digest(self.algorithm, hasher.hexdigest())
-            return self._publish_local(tmp, self._key(digest), digest, size)
+            final = self._key(digest)
+            if os.path.exists(final):
+                _remove_quietly(tmp)
+                return StoredBlob(digest=digest, size=size, written=False)
+            return self._rename_local(tmp, final, digest, size)
         except BaseException:
             _remove_quietly(tmp)
             raise
-
-    def _create_local_tmp(self) -> str:
-        tmp = self._new_tmp_name()
-        # Created with 0o666 so the process umask decides who may read the blob, as for any new file
-        # (mkstemp would force 0o600).
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-        try:
-            os.close(os.open(tmp, flags, 0o666))
-        except FileNotFoundError:  # the store directory was removed since this object created it
-            os.makedirs(self._tmp_dir(), exist_ok=True)
-            os.close(os.open(tmp, flags, 0o666))
-        return tmp
-
-    def _publish_local(self, tmp: str, final: str, digest: str, size: int) -> StoredBlob:
-        if os.path.exists(final):
-            _remove_quietly(tmp)
-            return StoredBlob(digest=digest, size=size, written=False)
-        os.chmod(tmp, stat.S_IMODE(os.stat(tmp).st_mode) & ~_WRITE_BITS)
-        return self._rename_local(tmp, final, digest, size)
 
     def put_many(self, contents: Sequence[Content]) -> list[StoredBlob]:
         """Store several contents, in order; ``written`` is True only for the first of several equal
@@ -812,3 +809,98 @@ def _scandir(path: str, *, dirs: bool) -> list[os.DirEntry[str]]:
 def _remove_quietly(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+_NO_FAST_COPY = frozenset({errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM})
+"""Errors of `os.copy_file_range` and `os.sendfile` that mean "not between these two files" (another
+filesystem, an old kernel, a sandbox): the next way of copying is tried."""
+
+COPY_STEP = 1 << 30
+"""Bytes asked of one `copy_file_range` / `sendfile` call (the kernel may copy fewer)."""
+
+
+def _copy_file_to(source: os.PathLike[str], target: int) -> int:
+    """Copy ``source`` from its start to its end onto the file descriptor ``target`` (at its current
+    offset); returns the number of bytes copied.
+
+    The bytes move from file to file inside the kernel, as `cp` does: `copy_file_range` (a reflink on
+    filesystems that share extents), else `sendfile` (across filesystems on older kernels), else through
+    a buffer."""
+    with open(source, "rb", buffering=0) as reader:
+        fd = reader.fileno()
+        for kernel_copy in _KERNEL_COPIES:
+            try:
+                n = kernel_copy(fd, target)
+            except OSError as exc:
+                if exc.errno in _NO_FAST_COPY:
+                    continue
+                raise
+            if n == 0:
+                # Nothing copied at the start: an empty file, or a filesystem on which copy_file_range
+                # silently copies nothing (the next way tells which).
+                continue
+            copied = n
+            while n := kernel_copy(fd, target):
+                copied += n
+            return copied
+        copied = 0
+        buffer = bytearray(CHUNK_SIZE)
+        view = memoryview(buffer)
+        while n := reader.readinto(view):
+            written = 0
+            while written < n:
+                written += os.write(target, view[written:n])
+            copied += n
+        return copied
+
+
+def _copy_range(source: int, target: int) -> int:
+    return os.copy_file_range(source, target, COPY_STEP)
+
+
+def _sendfile(source: int, target: int) -> int:
+    return os.sendfile(target, source, None, COPY_STEP)
+
+
+_KERNEL_COPIES: list[Callable[[int, int], int]] = []
+if hasattr(os, "copy_file_range"):
+    _KERNEL_COPIES.append(_copy_range)
+if sys.platform == "linux":  # elsewhere sendfile only writes to sockets
+    _KERNEL_COPIES.append(_sendfile)
+
+
+def _load_fallocate() -> Callable[[int, int], int] | None:
+    """Linux's fallocate(2) with FALLOC_FL_KEEP_SIZE (blocks reserved, the file's size still grows only as
+    bytes are written), as ``(fd, size) -> 0 or an errno``; None where it is not available."""
+    if sys.platform != "linux" or sys.maxsize <= 2**32:  # 64-bit off_t in the C signature below
+        return None
+    try:
+        fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+    except (OSError, AttributeError):
+        return None
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fallocate.restype = ctypes.c_int
+    keep_size = 1
+
+    def reserve(fd: int, size: int) -> int:
+        return 0 if fallocate(fd, keep_size, 0, size) == 0 else ctypes.get_errno()
+
+    return reserve
+
+
+_FALLOCATE = _load_fallocate()
+
+
+def _preallocate(fd: int, size: int) -> None:
+    """Reserve ``size`` bytes of disk for a file about to be written, where the filesystem can.
+
+    On ext4, copying into reserved blocks took ~25% less CPU than letting delayed allocation reserve them
+    block by block as the copy goes (a 1 GiB copy_file_range: 0.195 s against 0.257 s); a full disk also
+    fails here, before any byte is copied. Filesystems without fallocate allocate as the copy goes.
+    (`os.posix_fallocate` is not used: where the filesystem lacks fallocate, glibc emulates it by writing
+    to every block.)"""
+    if _FALLOCATE is None:
+        return
+    code = _FALLOCATE(fd, size)
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        raise OSError(code, os.strerror(code))
