@@ -135,4 +135,4 @@ def test_probes_grow_with_the_catalog(tmp_path: Path, monkeypatch: pytest.Monkey
     catalog.search(SearchQuery(vector=(0.5,) * DIMENSION, limit=3))
     monkeypatch.setattr(catalog_module, "ann_partitions", lambda rows: 1000)
     catalog.search(SearchQuery(vector=(0.5,) * DIMENSION, limit=3))
-    assert probes == [16, 60]
+    assert probes == [12, 50]

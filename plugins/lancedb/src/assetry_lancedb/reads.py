@@ -114,6 +114,7 @@ class AsyncReads:
         column: str,
         metric: str,
         nprobes: int,
+        refine_factor: int,
         where: str | None,
         columns: Sequence[str],
         limit: int,
@@ -124,7 +125,8 @@ class AsyncReads:
         async def query() -> tuple[pa.Table, pa.Table]:
             table = await self._table(ASSETS)
             search = table.query().nearest_to(list(vector)).column(column).distance_type(metric)
-            search = search.nprobes(nprobes).limit(limit).select([*columns, "_distance"])
+            search = search.nprobes(nprobes).refine_factor(refine_factor).limit(limit)
+            search = search.select([*columns, "_distance"])
             if where:
                 search = search.where(where)
             hits = await search.to_arrow()
