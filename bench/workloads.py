@@ -467,6 +467,7 @@ def _query_anatomy(store: Any, qs: np.ndarray) -> dict[str, float]:
     the async API `Store.search` uses (and, for comparison, LanceDB's synchronous one): the cheapest
     vector query (one partition, ids only), the ranking at the probes search uses, the same with the
     records, the usage lookup, and reading 10 hits' records packed vs as the 29 field columns."""
+    from assetry_lancedb import catalog as lance_catalog
     from assetry_lancedb import rows, sql
 
     catalog = store.catalog
@@ -477,13 +478,15 @@ def _query_anatomy(store: Any, qs: np.ndarray) -> dict[str, float]:
         async def query() -> Any:
             table = await reads._table(rows.ASSETS)
             search = table.query().nearest_to(q.tolist()).column(rows.VECTOR).distance_type("cosine")
-            return await search.nprobes(probes).limit(10).select([*columns, "_distance"]).to_arrow()
+            search = search.nprobes(probes).refine_factor(lance_catalog.ANN_REFINE_FACTOR).limit(10)
+            return await search.select([*columns, "_distance"]).to_arrow()
 
         return reads._run(query())
 
     def sync_nearest(q: np.ndarray) -> Any:
         query = catalog._assets.search(q.tolist(), vector_column_name=rows.VECTOR).distance_type("cosine")
-        return query.nprobes(nprobes).limit(10).select([*rows.ASSET_COLUMNS, "_distance"]).to_arrow()
+        query = query.nprobes(nprobes).refine_factor(lance_catalog.ANN_REFINE_FACTOR).limit(10)
+        return query.select([*rows.ASSET_COLUMNS, "_distance"]).to_arrow()
 
     def med(fn: Callable[[int], Any]) -> float:
         fn(0)

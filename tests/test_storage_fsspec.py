@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 import assetry.hookspecs
 from assetry._testing.storage import BlobStoreContract
 from assetry.backends import BlobStore, StorageSpec
-from assetry.content import Content
+from assetry.content import HEAD_SIZE, Content
 from assetry.digests import CHUNK_SIZE, digest_bytes, digest_stream, split_digest
 from assetry.errors import BlobNotFound, ConfigError, ContentMismatch, NotSupported, ValidationError
 from assetry_fsspec import plugin, storage
@@ -672,3 +672,15 @@ def test_put_then_read_returns_the_same_bytes(
     assert read == data
     assert digest_bytes(read) == stored.digest
     assert store.size(stored.digest) == len(data)
+
+
+def test_a_small_local_put_hands_its_head_to_sniffing(tmp_path: Path) -> None:
+    """The put has read the whole small file: the content's head comes from it, not from a second read."""
+    source = tmp_path / "small.bin"
+    data = os.urandom(200_000)
+    source.write_bytes(data)
+    content = Content.from_path(source)
+    local_store(tmp_path / "store").put(content)
+    source.unlink()  # a second read would now fail
+    assert content.head() == data[:HEAD_SIZE]
+    assert content.head(10) == data[:10]

@@ -276,6 +276,7 @@ class FsspecBlobStore(BlobStore):
         final = self._key(digest)
         if os.path.exists(final):
             return StoredBlob(digest=digest, size=len(data), written=False)
+        content.remember_head(data)  # new content is sniffed next: spare it a second read of the file
         # The temporary file goes next to its final name (a dot file, off the layout), so publishing is
         # a rename within one directory: renames across directories take a filesystem-wide lock on
         # Linux, which serialised parallel puts (measured: 2,000 files of 256 KiB, 4 threads, ~15%
