@@ -142,6 +142,9 @@ class AsyncReads:
         for table in self._tables.values():
             self._run(_close(table))
         self._tables.clear()
+        if self._db is not None:
+            self._run(_close(self._db))
+            self._db = None
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
