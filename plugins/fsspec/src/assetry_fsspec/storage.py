@@ -252,11 +252,7 @@ class FsspecBlobStore(BlobStore):
             _check_source(content, size)
             if copied[0] != size:
                 raise ContentMismatch(f"{content.name}: copied {copied[0]} bytes, hashed {size}; try again")
-            final = self._key(digest)
-            if os.path.exists(final):
-                _remove_quietly(tmp)
-                return StoredBlob(digest=digest, size=size, written=False)
-            return self._rename_local(tmp, final, digest, size)
+            return self._publish_local(tmp, digest, size)
         except BaseException:
             _remove_quietly(tmp)
             raise
@@ -307,6 +303,14 @@ class FsspecBlobStore(BlobStore):
             os.makedirs(self._tmp_dir(), exist_ok=True)
             return os.open(tmp, flags, mode)
 
+    def _publish_local(self, tmp: str, digest: str, size: int) -> StoredBlob:
+        """A complete temporary file under its digest key, or dropped if that content is stored already."""
+        final = self._key(digest)
+        if os.path.exists(final):
+            _remove_quietly(tmp)
+            return StoredBlob(digest=digest, size=size, written=False)
+        return self._rename_local(tmp, final, digest, size)
+
     def _rename_local(self, tmp: str, final: str, digest: str, size: int) -> StoredBlob:
         """Publish a complete, read-only temporary file under its digest key."""
         try:
@@ -342,11 +346,7 @@ class FsspecBlobStore(BlobStore):
                     size += n
             _check_source(content, size)
             digest = format_digest(self.algorithm, hasher.hexdigest())
-            final = self._key(digest)
-            if os.path.exists(final):
-                _remove_quietly(tmp)
-                return StoredBlob(digest=digest, size=size, written=False)
-            return self._rename_local(tmp, final, digest, size)
+            return self._publish_local(tmp, digest, size)
         except BaseException:
             _remove_quietly(tmp)
             raise

@@ -407,10 +407,9 @@ class LanceCatalog(Catalog):
         return query.to_batches(batch_size=SCAN_BATCH_ROWS).read_all()
 
     def _rows_for_ids(
-        self, table: Any, ids: Sequence[str], columns: Sequence[str], extra: str | None = None
+        self, name: str, ids: Sequence[str], columns: Sequence[str], extra: str | None = None
     ) -> pa.Table:
-        """Rows whose id is listed (and which match ``extra``), in as many queries as chunks."""
-        name = ASSETS if table is self._assets else USAGE if table is self._usage else META
+        """Rows of table ``name`` whose id is listed (and which match ``extra``), a query per chunk."""
         parts = [
             self._reads.rows(name, _both(sql.in_list(rows.PRIMARY_KEY, chunk), extra), columns)
             for chunk in _chunks(ids, ID_CHUNK)
@@ -436,7 +435,7 @@ class LanceCatalog(Catalog):
     def _usage_for(self, ids: Sequence[str]) -> dict[str, rows.Usage]:
         if not ids:
             return {}
-        return rows.usage_by_id(self._rows_for_ids(self._usage, ids, rows.USAGE_SCHEMA.names))
+        return rows.usage_by_id(self._rows_for_ids(USAGE, ids, rows.USAGE_SCHEMA.names))
 
     def _to_assets(self, table: pa.Table, usage: pa.Table | None = None) -> list[Asset]:
         """Records of an ``assets`` query result, in its order, with their usage counters (read here
@@ -520,7 +519,7 @@ class LanceCatalog(Catalog):
         columns = self._assets_schema.names
         # Two passes: lancedb #3515 / #3177, a merge can report success yet leave rows unchanged.
         for attempt in (1, 2):
-            stored = self._rows_for_ids(self._assets, ids, columns).to_pylist()
+            stored = self._rows_for_ids(ASSETS, ids, columns).to_pylist()
             current = {row[rows.PRIMARY_KEY]: row for row in stored}
             if not insert_missing:
                 missing = [asset_id for asset_id in ids if asset_id not in current]
@@ -556,9 +555,7 @@ class LanceCatalog(Catalog):
                 expected,
                 len(changed) - expected,
             )
-        after = {
-            row[rows.PRIMARY_KEY]: row for row in self._rows_for_ids(self._assets, ids, columns).to_pylist()
-        }
+        after = {row[rows.PRIMARY_KEY]: row for row in self._rows_for_ids(ASSETS, ids, columns).to_pylist()}
         wrong = [asset_id for asset_id in ids if after.get(asset_id) != wanted[asset_id]]
         if wrong:
             raise CatalogWriteError(
@@ -861,7 +858,7 @@ class LanceCatalog(Catalog):
         ids = ranked.column(rows.PRIMARY_KEY).to_pylist()
         distance = dict(zip(ids, ranked.column("_distance").to_pylist(), strict=True))
         if ids:
-            table = self._rows_for_ids(self._assets, ids, rows.ASSET_COLUMNS, clause)
+            table = self._rows_for_ids(ASSETS, ids, rows.ASSET_COLUMNS, clause)
         else:
             table = self._assets_schema.empty_table().select(list(rows.ASSET_COLUMNS))
         rank = {asset_id: i for i, asset_id in enumerate(ids)}
@@ -1051,7 +1048,8 @@ class LanceCatalog(Catalog):
 
 
 def _both(clause: str, extra: str | None) -> str:
-    return f"({clause}) AND ({extra})" if extra else clause
+    """``clause``, and ``extra`` if given (`sql.conjunction` for a clause known to exist)."""
+    return sql.conjunction(clause, extra) or clause
 
 
 def _only_tenant(where: Filter, clause: str | None) -> bool:

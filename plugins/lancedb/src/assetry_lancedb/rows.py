@@ -158,28 +158,27 @@ _GETTERS: dict[str, Callable[[Asset], Any]] = {
 }
 
 _RECORD_FIELDS = tuple(name for name, _ in _ASSET_FIELDS)
-_JSON_TEXT_FIELDS = ("parameters", "extra")
 
 
 def encode_record(values: Mapping[str, Any]) -> str:
-    """The ``record`` column of one row: its field columns' values (as `assets_table` stores them) as
-    JSON. ``parameters`` and ``extra`` are nested objects, timestamps ISO 8601 text."""
-    packed = {}
-    for name in _RECORD_FIELDS:
-        value = values[name]
-        if name in _JSON_TEXT_FIELDS:
-            value = json.loads(value) if value else None
-        elif isinstance(value, datetime):
-            value = value.isoformat()
-        packed[name] = value
-    return json.dumps(packed, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    """The ``record`` column of one row, as JSON: its field columns' values as `assets_table` stores them,
+    except ``parameters`` and ``extra``, given as the mappings themselves (None when empty). Timestamps
+    become ISO 8601 text; keys are sorted, so equal records give equal text."""
+    packed = {name: values[name] for name in _RECORD_FIELDS}
+    packed["created_at"] = packed["created_at"].isoformat()
+    return json.dumps(packed, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"))
 
 
-def _record(asset: Asset) -> str:
-    return encode_record({name: _GETTERS[name](asset) for name in _RECORD_FIELDS})
+def _records(assets: Sequence[Asset], columns: Mapping[str, list[Any]]) -> list[str]:
+    """The ``record`` column of a batch, from its already computed field columns."""
+    records = []
+    for i, asset in enumerate(assets):
+        values = {name: columns[name][i] for name in _RECORD_FIELDS}
+        values["parameters"] = asset.provenance.parameters or None
+        values["extra"] = asset.extra or None
+        records.append(encode_record(values))
+    return records
 
-
-_GETTERS[RECORD] = _record
 
 # Errors name the Asset field, not the column.
 _FIELD_NAMES = {VECTOR: "embedding", SEARCH_TEXT: "label"}
@@ -191,9 +190,11 @@ def assets_table(assets: Sequence[Asset], schema: pa.Schema) -> pa.Table:
     Raises `ValidationError` naming the field when a value cannot be stored (an embedding of the wrong
     length, a string that is not valid Unicode).
     """
+    computed = {f.name: [_GETTERS[f.name](a) for a in assets] for f in schema if f.name != RECORD}
+    computed[RECORD] = _records(assets, computed)  # packed from the field columns, not read again
     columns = []
     for field in schema:
-        values = [_GETTERS[field.name](asset) for asset in assets]
+        values = computed[field.name]
         try:
             columns.append(pa.array(values, type=field.type))
         except (pa.ArrowException, UnicodeError, OverflowError, ValueError, TypeError) as exc:
