@@ -180,13 +180,14 @@ def test_a_catalog_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_a_catalog_without_packed_records_is_refused(tmp_path: Path) -> None:
     """Catalogs written before records were packed into one column (pre-release) cannot be read."""
     old = rows.assets_schema(4)
-    lancedb.connect(str(tmp_path / "c")).create_table(
-        "assets", schema=old.remove(old.get_field_index("record"))
-    )
+    db = lancedb.connect(str(tmp_path / "c"))
+    db.create_table("assets", schema=old.remove(old.get_field_index("record")))
     with pytest.raises(ConfigError) as info:
         _open(tmp_path / "c")
     assert info.value.field == "catalog.url"
     assert "export" in str(info.value)
+    assert db.list_tables().tables == ["assets"], "no table created"
+    assert _version(tmp_path / "c", "assets") == 1, "nothing written (not even its primary key)"
 
 
 def test_reads_see_this_process_writes_whatever_the_consistency_interval(tmp_path: Path) -> None:

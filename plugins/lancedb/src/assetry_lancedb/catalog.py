@@ -238,20 +238,11 @@ class LanceCatalog(Catalog):
         self._db = lancedb.connect(
             uri, read_consistency_interval=consistency, storage_options=storage_options, session=session
         )
-        self._reads = AsyncReads(
-            uri, session=session, read_consistency=consistency, storage_options=storage_options
-        )
+        self._refuse_pre_record_layout()
         self._meta, created_meta = self._open_table(META, rows.META_SCHEMA, "key")
         self._check_meta()
         self._assets_schema = rows.assets_schema(self.dimension)
         self._assets, created_assets = self._open_table(ASSETS, self._assets_schema, rows.PRIMARY_KEY)
-        if rows.RECORD not in self._assets.schema.names:
-            raise ConfigError(
-                "catalog.url",
-                f"the catalog {self._description} was written by a pre-release assetry (no packed record "
-                "column); export its assets with that version (`assetry export`) and add them to a new "
-                "catalog",
-            )
         stored = rows.vector_dimension(self._assets.schema)
         if stored != self.dimension:
             raise ConfigError(
@@ -263,6 +254,24 @@ class LanceCatalog(Catalog):
             # Indexes on empty tables cost nothing, and merges use the id index from the first batch on.
             self._ensure_scalar_indexes()
             self._ensure_fts()
+        # Last: nothing above reads through it, and a failed open leaves no thread behind.
+        self._reads = AsyncReads(
+            uri, session=session, read_consistency=consistency, storage_options=storage_options
+        )
+
+    def _refuse_pre_record_layout(self) -> None:
+        """Refuse, before writing anything, a catalog whose records are not packed (pre-release)."""
+        try:
+            assets = self._db.open_table(ASSETS)
+        except ValueError:
+            return  # no assets table yet
+        if rows.RECORD not in assets.schema.names:
+            raise ConfigError(
+                "catalog.url",
+                f"the catalog {self._description} was written by a pre-release assetry (no packed record "
+                "column); export its assets with that version (`assetry export`) and add them to a new "
+                "catalog",
+            )
 
     def _redacted(self, exc: BaseException) -> CatalogError | None:
         """A redacted copy of an error whose chain mentions a secret, or None if it mentions none."""
