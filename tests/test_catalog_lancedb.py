@@ -531,10 +531,19 @@ def test_every_filter_field_becomes_a_condition() -> None:
         "ids": ("a",),
         "digests": ("blake3:" + "0" * 64,),
     }
+    columns = set(rows.assets_schema(4).names)
     for field in attrs.fields(Filter):
         value = samples.get(field.name, "x")
         clauses = sql.filter_clauses(Filter(**{field.name: value}))
         assert len(clauses) == 1, f"Filter.{field.name} produced {clauses}"
+        # Which columns a filter reads decides whether scalar indexes serve it (the exact search plan).
+        read = sql.filter_columns(Filter(**{field.name: value}))
+        assert len(read) == 1, f"Filter.{field.name} reads {read}"
+        (column,) = read
+        assert column in columns, f"Filter.{field.name} reads {column}, not a column"
+        assert column in clauses[0], f"{clauses[0]} does not read {column}"
+    assert sql.filter_columns(Filter()) == set()
+    assert sql.filter_columns(Filter(pinned=False, min_size=0)) == {"pinned", "size"}
 
 
 def test_digests_filter(tmp_path: Path) -> None:
@@ -547,3 +556,26 @@ def test_digests_filter(tmp_path: Path) -> None:
     found = catalog.find(Filter(digests=(a.digest or "",)), order="id", limit=10, offset=0)
     assert [x.id for x in found] == [a.id]
     assert catalog.find(Filter(digests=()), order="id", limit=10, offset=0) == []
+
+
+def test_find_reads_the_page_again_when_a_record_goes_between_its_two_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`find` sorts ids first and reads their records second; another writer's delete in between must
+    not leave the page a record short (a caller paging by offset would stop early)."""
+    catalog = _open(tmp_path / "c", compact_every=0)
+    assets = [make_asset() for _ in range(6)]
+    catalog.insert(assets)
+    real_records = catalog._records
+    deleted: list[str] = []
+
+    def delete_first_then_read(ids: Any, clause: str | None) -> dict[str, Asset]:
+        if not deleted:
+            deleted.append(ids[0])
+            catalog.delete([ids[0]])  # a real delete, as another writer's would land
+        return real_records(ids, clause)
+
+    monkeypatch.setattr(catalog, "_records", delete_first_then_read)
+    page = catalog.find(Filter(), order="id", limit=3, offset=0)
+    assert deleted == [assets[0].id]
+    assert [a.id for a in page] == [a.id for a in assets[1:4]]

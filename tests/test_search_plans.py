@@ -136,3 +136,43 @@ def test_probes_grow_with_the_catalog(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(catalog_module, "ann_partitions", lambda rows: 1000)
     catalog.search(SearchQuery(vector=(0.5,) * DIMENSION, limit=3))
     assert probes == [12, 50]
+
+
+def test_filter_indexes_wait_for_a_large_catalog_then_serve_exact_search(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = _catalog(tmp_path / "c", "cosine", ann_min_rows=200)
+    vectors = _vectors(600, seed=6)
+    assets = [
+        make_asset(embedding=v, project="rare" if i % 60 == 0 else "common", seed=i)
+        for i, v in enumerate(vectors)
+    ]
+    # No cosine distance: never a hit, in LanceDB's flat search as in `_exact`.
+    zero = make_asset(embedding=(0.0,) * DIMENSION, project="rare")
+    catalog.insert([*assets, zero])
+    monkeypatch.setattr(catalog_module, "FILTER_INDEX_MIN_ROWS", 1_000)
+    catalog.compact()
+    indexed = catalog._indexed_columns(catalog._assets)
+    assert "project" not in indexed, "a small catalog is scanned, not indexed"
+    monkeypatch.setattr(catalog_module, "FILTER_INDEX_MIN_ROWS", 500)
+    catalog.compact()
+    indexed = catalog._indexed_columns(catalog._assets)
+    for column, kind in (("project", "BTree"), ("created_at", "BTree"), ("status", "Bitmap")):
+        assert indexed[column] == kind
+    assert indexed["parent_ids"] == "LabelList"
+    assert catalog._narrowed_by_indexes(Filter(tenant="default", project="rare"))
+    assert not catalog._narrowed_by_indexes(Filter(tenant="default")), "the tenant alone narrows nothing"
+    assert not catalog._narrowed_by_indexes(Filter(project="rare", seed=3)), "seed has no index"
+
+    rare = [a for a in assets if a.project == "rare"]
+    assert catalog._plan("project = 'rare'")[0] == "exact"
+    for query in vectors[0:180:60]:  # rare rows' own vectors: each is its own nearest
+        expected = sorted(rare, key=lambda a: _cosine_distance(a.embedding or (), query))
+        hits = catalog.search(SearchQuery(vector=query, filter=Filter(project="rare"), limit=20))
+        assert [h.asset.id for h in hits] == [a.id for a in expected]
+        assert hits[0].distance == pytest.approx(0.0, abs=1e-5)
+
+
+def _cosine_distance(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return 1 - dot / (sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5)

@@ -86,12 +86,13 @@ class AsyncReads:
         if self._catch_up:
             self._stale.add(name)
 
-    async def _rows(self, name: str, where: str, columns: Sequence[str]) -> pa.Table:
+    async def _rows(self, name: str, where: str | None, columns: Sequence[str]) -> pa.Table:
         table = await self._table(name)
-        return await table.query().where(where).select(list(columns)).to_arrow()
+        query = table.query().select(list(columns))
+        return await (query.where(where) if where else query).to_arrow()
 
-    def rows(self, name: str, where: str, columns: Sequence[str]) -> pa.Table:
-        """The rows of table ``name`` matching ``where`` (an indexed condition, such as ids in a list)."""
+    def rows(self, name: str, where: str | None, columns: Sequence[str]) -> pa.Table:
+        """The rows of table ``name`` matching ``where`` (all of them for None)."""
         return self._run(self._rows(name, where, columns))
 
     def rows_and_usage(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
+import attrs
+
 from assetry.errors import ValidationError
 from assetry.model import ORDERS, Filter, Kind, Status
 
@@ -117,6 +119,29 @@ def filter_clauses(where: Filter) -> list[str]:
     if where.max_size is not None:
         clauses.append(f"size <= {_integer(where.max_size, 'max_size')}")
     return clauses
+
+
+# Filter fields whose column is not named like the field.
+_FILTER_COLUMN = {
+    "ids": "id",
+    "digests": "digest",
+    "any_tags": "tags",
+    "parent_id": "parent_ids",
+    "created_after": "created_at",
+    "created_before": "created_at",
+    "min_size": "size",
+    "max_size": "size",
+}
+
+
+def filter_columns(where: Filter) -> set[str]:
+    """The columns the conditions of `filter_clauses` read."""
+    unset: tuple[object, ...] = (None, ())
+    return {
+        _FILTER_COLUMN.get(field.name, field.name)
+        for field in attrs.fields(Filter)
+        if getattr(where, field.name) not in unset
+    }
 
 
 def conjunction(*clauses: str | None) -> str | None:
