@@ -174,6 +174,19 @@ def _search(d: dict[str, Any]) -> list[str]:
             f"{e['hybrid']['latency_ms_median']} | {e['index_build_seconds']} | "
             f"{e['catalog_mib_on_disk']:,} MiB |"
         )
+    if all("listing_ms" in e for e in d["sizes"].values()):
+        out += [
+            "",
+            "Listing: `Store.find`, a page of 50 newest first with its total counted (median ms of 11):",
+            "",
+            "| Rows | newest 50 | newest 50 of one project (0.5%) | page 21 (offset 1,000) |",
+            "| --- | --- | --- | --- |",
+        ]
+        for size, e in d["sizes"].items():
+            lst = e["listing_ms"]
+            out.append(
+                f"| {int(size):,} | {lst['newest']} | {lst['newest_in_project']} | {lst['page_21']} |"
+            )
     return out + _anatomy(d)
 
 

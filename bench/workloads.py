@@ -344,6 +344,12 @@ FILTERS: dict[str, dict[str, Any]] = {
     "broad": {"kind": "image"},
     "selective": {"project": "p000"},
 }
+LISTINGS: dict[str, dict[str, Any]] = {
+    "newest": {},
+    "newest_in_project": {"project": "p000"},
+    "page_21": {"offset": 1_000},
+}
+"""`Store.find` calls timed on the search catalogs: a page of 50, newest first, its total counted."""
 TEXT_QUERIES = [
     "castle",
     "neon dragon",
@@ -450,6 +456,10 @@ def _search_size(cfg: Settings, size: int, queries: int) -> dict[str, Any]:
         t, _ = timed(lambda q=q, text=text: store.search(text, vector=q.tolist(), limit=10))
         hybrid.append(t)
     out["anatomy_ms"] = _query_anatomy(store, qs[3:23])
+    out["listing_ms"] = {
+        name: round(median([timed(lambda kw=kwargs: store.find(**kw))[0] for _ in range(11)]) * 1000, 2)
+        for name, kwargs in LISTINGS.items()
+    }
     out["text"] = {
         "latency_ms_median": round(median(text_latencies[len(TEXT_QUERIES) :]) * 1000, 2),
         "latency_ms_p95": round(p95(text_latencies[len(TEXT_QUERIES) :]) * 1000, 2),

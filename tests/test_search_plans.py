@@ -125,17 +125,28 @@ def test_ann_partitions_follow_the_square_root_up_to_a_cap() -> None:
     assert catalog_module.ann_partitions(1) == 1
 
 
-def test_probes_grow_with_the_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_probes_grow_with_the_partitions_and_with_the_filter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     catalog = _catalog(tmp_path / "c", "l2", ann_min_rows=200)
-    catalog.insert([make_asset(embedding=v) for v in _vectors(400, seed=5)])
-    catalog.compact()
+    vectors = _vectors(400, seed=5)
+    catalog.insert([make_asset(embedding=v, project="q" if i % 4 else "p") for i, v in enumerate(vectors)])
+    catalog.compact()  # 400 rows: 20 partitions of 20
     probes: list[int] = []
     real_ann = catalog._ann
     monkeypatch.setattr(catalog, "_ann", lambda v, c, k, n=20: probes.append(n) or real_ann(v, c, k, n))
-    catalog.search(SearchQuery(vector=(0.5,) * DIMENSION, limit=3))
+    monkeypatch.setattr(catalog_module, "ANN_MIN_CANDIDATES", 80)
+
+    def search(**filters: Any) -> None:
+        assert catalog.search(SearchQuery(vector=vectors[1], filter=Filter(**filters), limit=3))
+
+    search()  # 80 candidates need 4 partitions of 20: ANN_NPROBES (12) is more
+    search(project="p")  # a quarter of each partition: 16 partitions hold 80 of its rows
     monkeypatch.setattr(catalog_module, "ann_partitions", lambda rows: 1000)
-    catalog.search(SearchQuery(vector=(0.5,) * DIMENSION, limit=3))
-    assert probes == [12, 50]
+    search()  # 0.4 rows per partition: 200 of them, more than 5% of 1,000
+    monkeypatch.setattr(catalog_module, "ANN_MIN_CANDIDATES", 10_000)
+    search()  # never more than there are
+    assert probes == [12, 16, 200, 1000]
 
 
 def test_filter_indexes_wait_for_a_large_catalog_then_serve_exact_search(

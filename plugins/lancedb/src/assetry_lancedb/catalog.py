@@ -96,7 +96,12 @@ partitions of 100k vectors needed 16 probes (two thirds of the rows) for 0.95.""
 
 ANN_NPROBES = 12
 ANN_PROBE_FRACTION = 0.05
-"""IVF partitions probed per approximate query: ANN_NPROBES, or this share of the partitions if more."""
+ANN_MIN_CANDIDATES = 5_000
+"""IVF partitions probed per approximate query: ANN_NPROBES, or this share of the partitions, or as many
+as it takes to meet (expected) ANN_MIN_CANDIDATES rows the filter keeps, whichever is most. A filter
+thins every partition out: measured at 100k rows with a filter keeping 25%, 13 probes (~1,300 of its
+rows) gave recall@10 0.954, 26 probes 0.965 and 52 (~5,000 rows) 0.979, each in ~7.5 ms; at 1M rows, 13
+probes already meet ~12,700 of them (0.997), and 52 would cost ~9 ms more."""
 
 ANN_REFINE_FACTOR = 2
 """Approximate queries rank ``limit x ANN_REFINE_FACTOR`` candidates by their 8-bit codes, then re-rank
@@ -841,7 +846,7 @@ class LanceCatalog(Catalog):
                 return found, usage
             self._other_tenants = True
         plan, matching = self._plan(clause)
-        nprobes = self._nprobes()
+        nprobes = self._nprobes(kept=matching / max(self._ann_rows, matching, 1))
         if plan == "exact" and matching <= EXACT_NUMPY_MAX_ROWS and not self._narrowed_by_indexes(where):
             return self._exact(vector, clause, limit), None
         if plan == "exact":
@@ -1060,9 +1065,12 @@ class LanceCatalog(Catalog):
             self._vector_index_checked = now
         return self._vector_index
 
-    def _nprobes(self) -> int:
-        """Partitions probed by an approximate query."""
-        return max(ANN_NPROBES, math.ceil(ANN_PROBE_FRACTION * ann_partitions(self._ann_rows)))
+    def _nprobes(self, kept: float = 1.0) -> int:
+        """Partitions probed by an approximate query whose filter keeps this share of the rows."""
+        partitions = ann_partitions(self._ann_rows)
+        kept_per_partition = self._ann_rows / partitions * kept
+        needed = math.ceil(ANN_MIN_CANDIDATES / kept_per_partition) if kept_per_partition > 0 else partitions
+        return min(partitions, max(ANN_NPROBES, math.ceil(ANN_PROBE_FRACTION * partitions), needed))
 
     def _maybe_build_ann(self) -> None:
         """Build (or rebuild after 2x growth: optimize adds rows to an index but never re-clusters it)
