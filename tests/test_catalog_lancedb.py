@@ -376,6 +376,12 @@ def test_options_are_validated_naming_the_key() -> None:
     with pytest.raises(ConfigError) as info:
         _convert.structure({"compactevery": 3}, LanceOptions, error=ConfigError, prefix="catalog.options")
     assert info.value.field == "catalog.options.compactevery"
+    for not_a_bool in ("yes", 1):
+        with pytest.raises(ConfigError) as info:
+            _convert.structure(
+                {"prewarm_indexes": not_a_bool}, LanceOptions, error=ConfigError, prefix="catalog.options"
+            )
+        assert info.value.field == "catalog.options.prewarm_indexes"
     options = _convert.structure(
         {"storage_options": {"region": "eu-west-1"}, "read_consistency_seconds": 2.5}, LanceOptions
     )

@@ -187,3 +187,33 @@ def test_filter_indexes_wait_for_a_large_catalog_then_serve_exact_search(
 def _cosine_distance(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     return 1 - dot / (sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5)
+
+
+def _ann_cache_misses(catalog: LanceCatalog, query: tuple[float, ...]) -> int:
+    """Index parts a vector query had to load (LanceDB's own count, from its analysed plan)."""
+    import re
+
+    plan = (
+        catalog._assets.search(list(query), vector_column_name=rows.VECTOR)
+        .distance_type("l2")
+        .nprobes(catalog._nprobes())
+        .limit(3)
+        .analyze_plan()
+    )
+    found = re.search(r"ANNSubIndex:.*?index_cache_misses=(\d+)", plan)
+    assert found, plan
+    return int(found.group(1))
+
+
+@pytest.mark.parametrize("prewarm", [False, True])
+def test_prewarm_loads_the_vector_index_before_the_first_query(tmp_path: Path, prewarm: bool) -> None:
+    vectors = _vectors(400, seed=8)
+    catalog = _catalog(tmp_path / "c", "l2", ann_min_rows=200)
+    catalog.insert([make_asset(embedding=v) for v in vectors])
+    catalog.compact()
+    catalog.close()
+    reopened = _catalog(tmp_path / "c", "l2", ann_min_rows=200, prewarm_indexes=prewarm)
+    reopened._has_vector_index()
+    misses = _ann_cache_misses(reopened, vectors[0])
+    assert (misses == 0) if prewarm else (misses > 0)
+    reopened.close()

@@ -284,6 +284,7 @@ class LanceCatalog(Catalog):
             # Indexes on empty tables cost nothing, and merges use the id index from the first batch on.
             self._ensure_scalar_indexes()
             self._ensure_fts()
+        self._prewarm()
         # Last: nothing above reads through it, and a failed open leaves no thread behind.
         self._reads = AsyncReads(
             uri, session=session, read_consistency=consistency, storage_options=storage_options
@@ -1006,6 +1007,7 @@ class LanceCatalog(Catalog):
             self._retry(f"compact {name}", functools.partial(table.optimize, cleanup_older_than=retention))
             self._reads.written(name)  # new indexes and files
         self._maybe_build_ann()
+        self._prewarm()
         self._vector_index_checked = -math.inf  # list the new indexes at the next search
         self._reads.written(ASSETS)
         log.info(
@@ -1071,6 +1073,14 @@ class LanceCatalog(Catalog):
         kept_per_partition = self._ann_rows / partitions * kept
         needed = math.ceil(ANN_MIN_CANDIDATES / kept_per_partition) if kept_per_partition > 0 else partitions
         return min(partitions, max(ANN_NPROBES, math.ceil(ANN_PROBE_FRACTION * partitions), needed))
+
+    def _prewarm(self) -> None:
+        """Load the vector and full-text indexes into the cache the reads share (`prewarm_indexes`)."""
+        if not self.options.prewarm_indexes:
+            return
+        for index in self._assets.list_indices():
+            if list(index.columns) in ([rows.VECTOR], [rows.SEARCH_TEXT]):
+                self._assets.prewarm_index(index.name)
 
     def _maybe_build_ann(self) -> None:
         """Build (or rebuild after 2x growth: optimize adds rows to an index but never re-clusters it)
