@@ -585,3 +585,71 @@ def test_find_reads_the_page_again_when_a_record_goes_between_its_two_reads(
     page = catalog.find(Filter(), order="id", limit=3, offset=0)
     assert deleted == [assets[0].id]
     assert [a.id for a in page] == [a.id for a in assets[1:4]]
+
+
+def _python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter (a clean `sys.modules`); its standard output."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_registering_the_plugin_imports_neither_lancedb_nor_its_rest_client() -> None:
+    out = _python(
+        """
+        import sys
+        from assetry.plugins import get_plugin_manager
+        get_plugin_manager()
+        print(sorted(m for m in ("lancedb", "lance_namespace") if m in sys.modules))
+        """
+    )
+    assert out.strip() == "[]"
+
+
+def test_the_rest_client_lancedb_imports_but_a_catalog_never_calls_is_loaded_on_first_use(
+    tmp_path: Path,
+) -> None:
+    """`assetry_lancedb._deferred`: `import lancedb` no longer runs the REST client's API modules (~0.9 s),
+    a catalog works without them, and code that does use the client still gets all of it."""
+    out = _python(
+        f"""
+        import sys
+        import assetry_lancedb
+        from assetry.backends import CatalogSpec
+        from assetry_lancedb.catalog import LanceCatalog
+        from assetry._testing.catalog import make_asset
+
+        spec = CatalogSpec({str(tmp_path / "c")!r}, 4, "cosine", assetry_lancedb.LanceOptions())
+        catalog = LanceCatalog(spec)
+        asset = make_asset(embedding=(1.0, 0.0, 0.0, 0.0))
+        catalog.insert([asset])
+        from assetry.model import SearchQuery
+        assert catalog.search(SearchQuery(vector=(1.0, 0.0, 0.0, 0.0), limit=1))[0].asset.id == asset.id
+        assert catalog.search(SearchQuery(text=asset.label, limit=1))[0].asset.id == asset.id
+        catalog.close()
+        print("api loaded:", "lance_namespace_urllib3_client.api" in sys.modules)
+        import lance_namespace_urllib3_client as client
+        print("client:", client.ApiClient.__name__, client.TableApi.__name__, client.__version__ != "")
+        print("api loaded:", "lance_namespace_urllib3_client.api" in sys.modules)
+        """
+    )
+    assert out.splitlines() == ["api loaded: False", "client: ApiClient TableApi True", "api loaded: True"]
+
+
+def test_deferring_the_rest_client_leaves_an_imported_one_alone() -> None:
+    out = _python(
+        """
+        import sys
+        import lance_namespace_urllib3_client as client
+        from assetry_lancedb._deferred import defer_rest_client
+        defer_rest_client()
+        print(sys.modules["lance_namespace_urllib3_client"] is client, hasattr(client, "TableApi"))
+        """
+    )
+    assert out.strip() == "True True"

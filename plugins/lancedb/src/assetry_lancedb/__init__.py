@@ -6,6 +6,10 @@ search, usage counters).
 
 from __future__ import annotations
 
+from assetry_lancedb._deferred import defer_rest_client
 from assetry_lancedb.options import LanceOptions
+
+# Here, before any module of this package imports LanceDB (see `assetry_lancedb._deferred`).
+defer_rest_client()
 
 __all__ = ["LanceOptions"]
