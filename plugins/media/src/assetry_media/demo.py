@@ -15,13 +15,13 @@ import click
 
 import assetry
 from assetry.cli import human_size, print_table, short
-from assetry_media.embed import COLOR_EMBEDDING_DIM, color_embedding
-from assetry_media.samples import make_sample_images
 
 MARKER = "# created by `assetry demo`"
 
 
 def _prepare(directory: Path) -> Path:
+    from assetry_media.embed import COLOR_EMBEDDING_DIM
+
     config = directory / "assetry.toml"
     if directory.exists():
         if not config.is_file() or MARKER not in config.read_text():
@@ -59,6 +59,10 @@ def _heading(text: str) -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed for the generated images.")
 def demo(directory: str, count: int, seed: int) -> None:
     """Generate sample images, ingest, search, use and evict them: assetry end to end."""
+    # Imported here: every command line call registers this command, and Pillow takes ~40 ms to import.
+    from assetry_media.embed import color_embedding
+    from assetry_media.samples import make_sample_images
+
     root = Path(directory).resolve()
     config = _prepare(root)
     samples = make_sample_images(root / "generated", count, seed=seed)
