@@ -428,7 +428,10 @@ class Store:
         """Merge what `assetry_ingest` plugins return into the draft: the caller's values win, tags are
         united, ``extra`` and ``parameters`` merged key by key. Each merged value is structured with its
         field's type (strict, as the caller's were) and set with `attrs.evolve` (validators run)."""
-        results = self.plugins.hook.assetry_ingest(draft=draft, content=content, config=self.config)
+        try:
+            results = self.plugins.hook.assetry_ingest(draft=draft, content=content, config=self.config)
+        finally:
+            content.forget_head()  # plugins have read what they need; the batch lives on until commit
         if not any(results):
             return draft
         changes: dict[str, dict[str, Any]] = {"": {}, "provenance": {}, "links": {}}
