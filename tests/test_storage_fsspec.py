@@ -687,21 +687,3 @@ def test_a_small_local_put_hands_its_head_to_sniffing(tmp_path: Path) -> None:
     content.forget_head()
     with pytest.raises(FileNotFoundError):
         content.head()  # forgotten: read from the source again
-
-
-def test_small_local_puts_in_one_thread_share_a_buffer_without_mixing_contents(tmp_path: Path) -> None:
-    """Each thread reads small files into one reused buffer: a smaller file after a larger one must not
-    carry the larger one's tail, and an empty file stays empty."""
-    store = local_store(tmp_path / "store")
-    sizes = [3 * 1024 * 1024, 10, 0, 70_000, 1]
-    sources = []
-    for i, size in enumerate(sizes):
-        path = tmp_path / f"f{i}.bin"
-        path.write_bytes(os.urandom(size))
-        sources.append(path)
-    for path in sources:
-        stored = store.put(Content.from_path(path))
-        with store.open(stored.digest) as reader:
-            assert reader.read() == path.read_bytes()
-        assert stored.size == path.stat().st_size
-        assert stored.digest == digest_bytes(path.read_bytes())

@@ -133,7 +133,7 @@ class Content:
                 self._head = f.read(max(size, HEAD_SIZE))
         return self._head[:size]
 
-    def remember_head(self, data: bytes | memoryview) -> None:
+    def remember_head(self, data: bytes) -> None:
         """Keep the first bytes of this content, read by someone who had them at hand anyway (storage
         reading a small file whole), so that sniffing does not open and read the source again: on 2,000
         files of 256 KiB, re-reading the heads was most of the enrichment's time."""

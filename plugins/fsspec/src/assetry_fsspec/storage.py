@@ -22,7 +22,6 @@ import contextlib
 import ctypes
 import errno
 import functools
-import io
 import logging
 import os
 import re
@@ -262,8 +261,8 @@ class FsspecBlobStore(BlobStore):
         """A small file is read once into memory, hashed, and written from there: one open of the source
         and no second read, no chmod (the temporary file is created read-only). Measured on 2,000 files
         of 256 KiB this halves the per-file cost of hash-then-copyfile."""
-        with open(source, "rb", buffering=0) as reader:
-            data = _read_into(reader, _thread_buffer())
+        with open(source, "rb") as reader:
+            data = reader.read(LOCAL_SMALL_FILE + 1)
         _check_source(content, len(data))
         # One thread per file: puts run in parallel already, and BLAKE3's own threads cost more than
         # they bring on buffers this small (measured: 2,000 files of 256 KiB ingest ~15% faster).
@@ -288,7 +287,7 @@ class FsspecBlobStore(BlobStore):
                 os.makedirs(leaf, exist_ok=True)
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             with open(fd, "wb", buffering=0) as writer:
-                view = data
+                view = memoryview(data)
                 while view:
                     view = view[writer.write(view) or 0 :]
             return self._rename_local(tmp, final, digest, len(data))
@@ -773,32 +772,6 @@ def _s3_defaults(options: Mapping[str, Any]) -> dict[str, Any]:
     config.setdefault("signature_version", "s3v4")
     result["config_kwargs"] = config
     return result
-
-
-_buffers = threading.local()
-
-
-def _thread_buffer() -> memoryview:
-    """This thread's buffer for reading a small file whole, allocated once (`LOCAL_SMALL_FILE` + 1 bytes,
-    the extra byte tells a file that grew past the limit). A new ``bytes`` per file came from fresh
-    anonymous memory each time (glibc maps allocations over 128 KiB and unmaps them when freed), and
-    faulting those pages in took more system time than writing the blobs: on 2,000 files of 256 KiB,
-    ~40,000 page faults and ~3 s of system CPU, against ~1.4 s for all of `cp -r`."""
-    buffer: memoryview | None = getattr(_buffers, "view", None)
-    if buffer is None:
-        buffer = _buffers.view = memoryview(bytearray(LOCAL_SMALL_FILE + 1))
-    return buffer
-
-
-def _read_into(reader: io.RawIOBase, buffer: memoryview) -> memoryview:
-    """Read a file into the start of ``buffer``, to its end or the buffer's; the part filled."""
-    filled = 0
-    while filled < len(buffer):
-        got = reader.readinto(buffer[filled:])
-        if not got:
-            break
-        filled += got
-    return buffer[:filled]
 
 
 def _check_source(content: Content, size: int) -> None:
