@@ -22,6 +22,7 @@ def test_async_store_round_trip(tmp_path: Path) -> None:
             assert [h.asset.id for h in await store.similar(a.id)] == [b.id]
             await store.update(a.id, add_tags=["x"])
             assert (await store.get(a.id)).tags == ("x",)
+            assert list(await store.get_many([b.id, "nope", a.id])) == [b.id, a.id]
             await store.flush()
             assert (await store.get(a.id)).access_count == 1
             await store.delete(b.id)

@@ -391,9 +391,26 @@ def test_tenants_never_see_each_other(store_root: Path) -> None:
             b.get(mine.id)
         with pytest.raises(AssetNotFound):
             b.resolve(mine.id[:16])
+        assert list(b.get_many([mine.id, theirs.id])) == [theirs.id]
         with pytest.raises(ValidationError):
             b.find(tenant="a")
         assert b.stats().usage.assets == 1
+
+
+def test_get_many_returns_the_ids_found_in_the_order_asked(store: Store) -> None:
+    assets = [store.add(f"item {i}".encode(), label=f"{i}.txt") for i in range(5)]
+    store.read(assets[3].id)
+    store.flush()
+    asked = [assets[3].id, "missing-id", assets[0].id, assets[3].id, assets[4].id]
+    found = store.get_many(asked)
+    assert list(found) == [assets[3].id, assets[0].id, assets[4].id]
+    assert found == {asset_id: store.get(asset_id) for asset_id in found}
+    assert found[assets[3].id].access_count == 1
+    assert store.get_many([]) == {}
+    assert list(store.get_many(assets[1].id)) == [assets[1].id]  # one id given as a string
+    with pytest.raises(ValidationError) as info:
+        store.get_many([assets[0].id, 7])  # type: ignore[list-item]
+    assert info.value.field == "asset_ids"
 
 
 # -- update, delete, gc ---------------------------------------------------------------------------------

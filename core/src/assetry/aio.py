@@ -63,6 +63,9 @@ class AsyncStore:
     async def get(self, asset_id: str) -> Asset:
         return await self._run(self.sync.get, asset_id)
 
+    async def get_many(self, asset_ids: Iterable[str]) -> dict[str, Asset]:
+        return await self._run(self.sync.get_many, list(asset_ids))
+
     async def resolve(self, id_or_prefix: str) -> Asset:
         return await self._run(self.sync.resolve, id_or_prefix)
 

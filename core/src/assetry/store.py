@@ -693,6 +693,15 @@ class Store:
             raise AssetNotFound(asset_id)
         return found[asset_id]
 
+    def get_many(self, asset_ids: Iterable[str]) -> dict[str, Asset]:
+        """The records of the ids found in this store's tenant, in the order asked (ids not found are
+        left out): one catalog read per 1,000 ids, where `get` costs one per id."""
+        wanted = [asset_ids] if isinstance(asset_ids, str) else list(asset_ids)
+        for asset_id in wanted:
+            if not isinstance(asset_id, str):
+                raise ValidationError("asset_ids", f"expected ids (strings), got {asset_id!r}")
+        return self.catalog.get_many(wanted, tenant=self.tenant)
+
     def resolve(self, id_or_prefix: str) -> Asset:
         """Like `get`, but also accepts a unique id prefix (at least 4 characters), as git does."""
         with contextlib.suppress(AssetNotFound):
@@ -754,7 +763,8 @@ class Store:
         target = Path(directory)
         if target.exists() and not target.is_dir():
             raise SourceError(target.name, "export target exists and is not a directory")
-        records = {key: self.resolve(asset_id) for key, asset_id in keyed.items()}
+        full = self.get_many(keyed.values())  # one read for the full ids; prefixes are resolved apart
+        records = {key: full.get(asset_id) or self.resolve(asset_id) for key, asset_id in keyed.items()}
         if manifest is not None:
             check_label(manifest, "manifest")
         names = _unique_names([r.label for r in records.values()])
