@@ -583,6 +583,9 @@ def read_path(cfg: Settings) -> dict[str, Any]:
         samples["on"].append(times["on"])
         samples["off"].append(times["off"])
         ratios.append(times["on"] / times["off"])
+    with open_store(root) as store:
+        store.get_many(ids[:10])
+        get_many = [timed(lambda store=store: store.get_many(ids))[0] for _ in range(cfg.runs)]
     remove(root)
     overhead = median(ratios) - 1
     log(
@@ -595,6 +598,7 @@ def read_path(cfg: Settings) -> dict[str, Any]:
         "median_seconds": _summary(samples),
         "ms_per_read": {k: round(median(v) / count * 1000, 3) for k, v in samples.items()},
         "usage_overhead": round(overhead, 4),
+        "get_many_ms": round(median(get_many) * 1000, 2),
         "targets": [
             target("usage tracking overhead on get + read", overhead * 100, 10, at_most=True, unit="%")
         ],
