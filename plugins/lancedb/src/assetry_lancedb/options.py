@@ -1,7 +1,7 @@
 """`LanceOptions`: the ``[catalog.options]`` table of the LanceDB catalog.
 
 Kept apart from `assetry_lancedb.catalog` so that registering the plugin does not import LanceDB (about
-two seconds of start-up for every command line call).
+a second of start-up for every command line call).
 """
 
 from __future__ import annotations
