@@ -27,6 +27,9 @@ from assetry.model import (
     UsageEvent,
 )
 
+ORDERED_IDS_PAGE = 1_000
+"""Records per `find` page in the default `Catalog.ordered_ids`."""
+
 
 class BlobStore(abc.ABC):
     """Content-addressed blob storage. A blob is named by its digest and written at most once.
@@ -154,6 +157,17 @@ class Catalog(abc.ABC):
 
     @abc.abstractmethod
     def count(self, where: Filter) -> int: ...
+
+    def ordered_ids(self, where: Filter, *, order: str) -> list[str]:
+        """The ids of every record matching the filter, in the order `find` gives (what `Store.iter`
+        walks). This default pages through `find`; a backend that can sort just the keys overrides it,
+        as paging by offset sorts everything before each page again."""
+        ids: list[str] = []
+        while True:
+            page = self.find(where, order=order, limit=ORDERED_IDS_PAGE, offset=len(ids))
+            ids += [asset.id for asset in page]
+            if len(page) < ORDERED_IDS_PAGE:
+                return ids
 
     @abc.abstractmethod
     def search(self, query: SearchQuery) -> list[Hit]:

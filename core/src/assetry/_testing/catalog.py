@@ -31,6 +31,7 @@ from typing import Any, Protocol
 import attrs
 import pytest
 
+from assetry import backends
 from assetry.backends import Catalog
 from assetry.errors import ValidationError
 from assetry.model import (
@@ -409,6 +410,29 @@ class CatalogContract:
         first = catalog.find(where, order="-size", limit=4, offset=0)
         second = catalog.find(where, order="-size", limit=4, offset=4)
         assert [a.size for a in first + second] == [6, 5, 4, 3, 2, 1, 0]
+
+    @pytest.mark.parametrize("order", ORDERS)
+    def test_ordered_ids_are_finds_order_whole(
+        self, catalog: Catalog, order: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """`ordered_ids` (what `Store.iter` walks) lists what `find` pages through, in the same order,
+        ties included; the base class's paging default (here 4 records a page) must agree with it."""
+        monkeypatch.setattr(backends, "ORDERED_IDS_PAGE", 4)
+        catalog.insert(
+            [
+                make_asset(
+                    size=i % 3,
+                    label=f"{i % 4}.png",
+                    created_at=BASE_TIME + timedelta(seconds=i % 2),
+                    tenant="A" if i % 5 else "B",
+                )
+                for i in range(23)
+            ]
+        )
+        for where in (Filter(), Filter(tenant="A"), Filter(tenant="nobody")):
+            expected = [a.id for a in catalog.find(where, order=order, limit=100, offset=0)]
+            assert catalog.ordered_ids(where, order=order) == expected
+            assert Catalog.ordered_ids(catalog, where, order=order) == expected
 
     def test_unknown_order_is_a_validation_error(self, catalog: Catalog) -> None:
         with pytest.raises(ValidationError) as info:

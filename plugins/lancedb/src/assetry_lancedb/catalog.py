@@ -744,6 +744,22 @@ class LanceCatalog(Catalog):
             # A record was deleted or stopped matching in between: the page may now start elsewhere.
         return [found[asset_id] for asset_id in ids if asset_id in found]
 
+    def ordered_ids(self, where: Filter, *, order: str) -> list[str]:
+        """Every matching id in `find`'s order, from one sort of the order's columns and the ids (at 1M
+        rows ~1 s; paging through `find` sorted all the keys before each page again)."""
+        ordering = sql.order_columns(order)
+        columns = list(dict.fromkeys([rows.PRIMARY_KEY, *(column for column, _ in ordering)]))
+        query = (
+            self._assets.search()
+            .select(columns)
+            .order_by([ColumnOrdering(column_name=column, ascending=asc) for column, asc in ordering])
+            .limit(None)
+        )
+        clause = sql.where_clause(where)
+        if clause:
+            query = query.where(clause)
+        return list(query.to_arrow().column(rows.PRIMARY_KEY).to_pylist())
+
     def count(self, where: Filter) -> int:
         clause = sql.where_clause(where)
         return int(self._assets.count_rows(clause) if clause else self._assets.count_rows())
