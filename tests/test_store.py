@@ -348,6 +348,12 @@ def test_find_filters_and_paginates(store: Store) -> None:
     assert store.find(project="p2", tags="odd").total == 3
     assert [a.provenance.seed for a in store.find(seed=5).items] == [5]
     assert len(list(store.iter())) == 12
+    walked = [a.label for a in store.iter(order="-label", tags="even")]
+    assert walked == [a.label for a in store.find(order="-label", tags="even", limit=100).items]
+    assert walked[0] == "item10.txt"
+    with pytest.raises(ValidationError) as info:
+        next(store.iter(order="random"))
+    assert info.value.field == "order"
     with pytest.raises(ValidationError) as info:
         store.find(order="random")
     assert info.value.field == "order"
