@@ -147,6 +147,8 @@ def test_probes_grow_with_the_partitions_and_with_the_filter(
     monkeypatch.setattr(catalog_module, "ANN_MIN_CANDIDATES", 10_000)
     search()  # never more than there are
     assert probes == [12, 16, 200, 1000]
+    catalog._ann_rows = 0  # an index whose size LanceDB did not report: the base probes, not one
+    assert catalog._nprobes(kept=0.25) == catalog_module.ANN_NPROBES
 
 
 def test_filter_indexes_wait_for_a_large_catalog_then_serve_exact_search(

@@ -142,8 +142,8 @@ class Content:
 
     def forget_head(self) -> None:
         """Drop the cached head (`head` reads it again if asked). An ingest holds its whole batch of
-        contents until it commits: 2,000 heads of 64 KiB kept ~128 MB alive, and faulting in that much
-        fresh memory cost more system time than writing the blobs."""
+        contents until it commits: 2,000 heads of 64 KiB kept ~128 MB alive (the ingest's peak RSS went
+        from 368 to 245 MiB once they were dropped after enrichment)."""
         self._head = None
 
     def check_unchanged(self) -> None:
