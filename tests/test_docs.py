@@ -59,3 +59,22 @@ def test_every_config_key_is_documented(key: str) -> None:
     block = re.search(rf"^## `\[{section}\]`(.*?)(?=^## |\Z)", docs, re.MULTILINE | re.DOTALL)
     assert block, f"docs/config.md has no '## `[{section}]`' section"
     assert f"`{name}`" in block.group(1), f"docs/config.md does not document {key}"
+
+
+def test_the_benchmarks_page_is_rendered_from_its_sources() -> None:
+    """docs/benchmarks.md is generated from bench/results/full.json and bench/notes.md: an edit to
+    either (or to the page by hand) that was not rendered again would publish something else."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from report import render
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+        for name in ("report", "common"):  # the bench's own modules, not to shadow anything later
+            sys.modules.pop(name, None)
+    results = json.loads((ROOT / "bench" / "results" / "full.json").read_text())
+    assert render(results) == (ROOT / "docs" / "benchmarks.md").read_text(), (
+        "run `uv run python bench/run.py --render-only`"
+    )
