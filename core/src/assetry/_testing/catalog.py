@@ -531,6 +531,21 @@ class CatalogContract:
         hits = catalog.search(SearchQuery(text="lighthouse", limit=1))
         assert len(hits) == 1
 
+    def test_full_text_applies_filters_before_ranking(self, catalog: Catalog) -> None:
+        """Better matches outside the filter must not crowd out the filter's own: with the filter applied
+        after ranking, the top 2 here would all be filtered away."""
+        catalog.insert(
+            [make_asset(prompt="lighthouse lighthouse lighthouse", project="many") for _ in range(10)]
+        )
+        few = [
+            make_asset(prompt="a lighthouse by the sea, with gulls and boats", project="few")
+            for _ in range(3)
+        ]
+        catalog.insert(few)
+        hits = catalog.search(SearchQuery(text="lighthouse", filter=Filter(project="few"), limit=2))
+        assert len(hits) == 2
+        assert {h.asset.project for h in hits} == {"few"}
+
     def test_vector_search_returns_nearest_first(self, catalog: Catalog) -> None:
         near = make_asset(embedding=(1.0, 0.0, 0.0, 0.0))
         close = make_asset(embedding=(0.75, 0.25, 0.0, 0.0))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Coroutine, Sequence
+from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -59,12 +60,7 @@ class AsyncReads:
         self._stale: set[str] = set()
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()
-            raise
+        return wait(asyncio.run_coroutine_threadsafe(coroutine, self._loop))
 
     async def _table(self, name: str) -> Any:
         table = self._tables.get(name)
@@ -95,6 +91,24 @@ class AsyncReads:
     def rows(self, name: str, where: str | None, columns: Sequence[str]) -> pa.Table:
         """The rows of table ``name`` matching ``where`` (all of them for None)."""
         return self._run(self._rows(name, where, columns))
+
+    async def _text(
+        self, text: str, *, column: str, where: str | None, columns: Sequence[str], limit: int
+    ) -> pa.Table:
+        table = await self._table(ASSETS)
+        query = table.query().nearest_to_text(text, columns=[column]).select([*columns, "_score"])
+        query = query.limit(limit)
+        return await (query.where(where) if where else query).to_arrow()
+
+    def text(
+        self, text: str, *, column: str, where: str | None, columns: Sequence[str], limit: int
+    ) -> Future[pa.Table]:
+        """Full-text (BM25) matches in ``assets``, best first, ``_score`` included, the filter applied
+        first; started now on the reads' event loop, its result collected from the future (a hybrid
+        search runs its vector search meanwhile)."""
+        return asyncio.run_coroutine_threadsafe(
+            self._text(text, column=column, where=where, columns=columns, limit=limit), self._loop
+        )
 
     def rows_and_usage(
         self, where: str, columns: Sequence[str], ids: Sequence[str]
@@ -153,6 +167,16 @@ class AsyncReads:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+def wait(future: Future[T]) -> T:
+    """The result of a read started on the reads' loop; the read is cancelled if the wait is broken
+    off (an error, or Ctrl-C)."""
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()
+        raise
 
 
 async def _close(table: Any) -> None:
