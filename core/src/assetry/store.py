@@ -805,8 +805,7 @@ class Store:
 
     def find(self, *, order: str = "-created_at", limit: int = 50, offset: int = 0, **filters: Any) -> Page:
         """Assets matching the filters (see `Filter`), in a stable order, one page at a time."""
-        if order not in ORDERS:
-            raise ValidationError("order", f"{order!r} is not one of {', '.join(ORDERS)}")
+        _check_order(order)
         if limit <= 0 or offset < 0:
             raise ValidationError("limit" if limit <= 0 else "offset", "must be positive")
         where = self.filter(**filters)
@@ -818,8 +817,7 @@ class Store:
         """Every matching asset, in ``order``: the matching ids are listed once, then their records read
         1,000 at a time (pages by offset would sort everything before each page again: quadratic in
         the catalog's size). An asset deleted while the walk goes on is skipped."""
-        if order not in ORDERS:
-            raise ValidationError("order", f"{order!r} is not one of {', '.join(ORDERS)}")
+        _check_order(order)
         ids = self.catalog.ordered_ids(self.filter(**filters), order=order)
         for start in range(0, len(ids), ITER_CHUNK):
             chunk = ids[start : start + ITER_CHUNK]
@@ -1105,6 +1103,11 @@ def _freeze(value: Any) -> object:
         parts = [_freeze(item) for item in value]
         return None if any(p is None for p in parts) else ("seq", tuple(parts))
     return None
+
+
+def _check_order(order: str) -> None:
+    if order not in ORDERS:
+        raise ValidationError("order", f"{order!r} is not one of {', '.join(ORDERS)}")
 
 
 def _as_list(value: Any) -> list[str]:
