@@ -1,4 +1,5 @@
-"""Point reads (records by id, usage counters, nearest neighbours) through LanceDB's async API.
+"""Point reads (records by id, usage counters, nearest neighbours, full-text matches) through LanceDB's
+async API.
 
 LanceDB's synchronous tables wrap the async ones, and each synchronous query also asks for the table's
 schema three times (to decide whether blob columns need row ids), each time a round trip to LanceDB's
