@@ -1,5 +1,5 @@
-"""``python -m assetry`` runs the command line."""
+"""``python -m assetry`` runs the command line (in a running daemon if there is one)."""
 
-from assetry.cli import main
+from assetry._launch import main
 
 main()

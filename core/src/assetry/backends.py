@@ -228,6 +228,9 @@ class StorageBackend:
     factory: Callable[[StorageSpec], BlobStore]
     options_type: type[Any] | None = None
     description: str = ""
+    preload: tuple[str, ...] = ()
+    """Modules the factory imports when it runs (imported late, to keep start-up short): the command
+    daemon imports them ahead of every command."""
 
 
 @attrs.frozen
@@ -238,6 +241,8 @@ class CatalogBackend:
     factory: Callable[[CatalogSpec], Catalog]
     options_type: type[Any] | None = None
     description: str = ""
+    preload: tuple[str, ...] = ()
+    """Modules the factory imports when it runs; see `StorageBackend.preload`."""
 
 
 @attrs.frozen

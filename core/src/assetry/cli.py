@@ -665,6 +665,103 @@ def show_config(state: Context, /, as_json: bool) -> None:
             click.echo(f"{key} = {json.dumps(value, default=str)}")
 
 
+# -- the daemon ----------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def daemon() -> None:
+    """A background process that makes every command start in a fraction of a second.
+
+    It imports assetry, its plugins and LanceDB once and runs each command in a fork of itself: the
+    command still reads assetry.toml from where you run it, your environment and your terminal. It
+    serves this Python environment only, and stops when idle, or when the installed code changes."""
+
+
+@daemon.command(name="start")
+@click.option(
+    "--idle",
+    type=click.FloatRange(min=1),
+    default=3600,
+    show_default=True,
+    help="Stop after this many seconds without a command.",
+)
+def daemon_start(idle: float) -> None:
+    """Start the daemon in the background (does nothing if it runs already)."""
+    import subprocess
+    import time
+
+    from assetry import _launch
+
+    if not _launch.supported():
+        raise click.ClickException("the daemon needs Unix sockets (Linux, macOS)")
+    path = _launch.socket_path()
+    running = _launch.ask({"op": "status"}, path)
+    if running is not None:
+        click.echo(f"The assetry daemon is already running (pid {running.get('pid')}).")
+        return
+    directory = os.path.dirname(path)
+    if not _launch.private_dir(directory, create=True):
+        raise click.ClickException(f"{directory} must be a directory only you can use")
+    log_path = path[: -len(".sock")] + ".log"
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "assetry.daemon", "--socket", path, "--idle", str(idle)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,  # not stopped with this terminal's process group
+            cwd="/",
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        running = _launch.ask({"op": "status"}, path)
+        if running is not None:
+            click.echo(f"Started the assetry daemon (pid {running.get('pid')}); its log: {log_path}")
+            return
+        if process.poll() is not None:
+            tail = Path(log_path).read_text(errors="replace").strip().splitlines()[-3:]
+            raise click.ClickException("the daemon did not start: " + " / ".join(tail))
+        time.sleep(0.05)
+    process.terminate()
+    raise click.ClickException(f"the daemon did not answer within 120 s; see {log_path}")
+
+
+@daemon.command(name="stop")
+def daemon_stop() -> None:
+    """Stop the daemon (commands it is running finish first)."""
+    from assetry import _launch
+
+    reply = _launch.ask({"op": "stop"})
+    if reply is None:
+        click.echo("No assetry daemon is running.")
+        return
+    click.echo("Stopping the assetry daemon.")
+
+
+@daemon.command(name="status")
+@json_option
+def daemon_status(as_json: bool) -> None:
+    """Is a daemon running for this environment, and what has it done? (Exit status 3 if not running.)"""
+    from assetry import _launch
+
+    reply = _launch.ask({"op": "status"})
+    if as_json:
+        emit_json(
+            {"running": True, **reply} if reply else {"running": False, "socket": _launch.socket_path()}
+        )
+    elif reply is None:
+        click.echo(f"No assetry daemon is running (it would listen on {_launch.socket_path()}).")
+    else:
+        started = datetime.fromtimestamp(reply["started"], UTC)
+        click.echo(
+            f"The assetry daemon is running: pid {reply['pid']}, started {ago(started)}, "
+            f"{reply['served']} commands served, {reply['commands_running']} running now; "
+            f"socket {reply['socket']}"
+        )
+    if reply is None:
+        raise SystemExit(3)
+
+
 # -- entry point --------------------------------------------------------------------------------------------
 
 

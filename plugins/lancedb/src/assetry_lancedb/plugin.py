@@ -29,6 +29,7 @@ def assetry_catalog_backends() -> list[CatalogBackend]:
             name="lancedb",
             factory=open_catalog,
             options_type=LanceOptions,
+            preload=("assetry_lancedb.catalog",),
             description="Catalog, full-text and vector search in LanceDB (local directory or s3://).",
         )
     ]

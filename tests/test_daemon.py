@@ -1,0 +1,348 @@
+"""The command daemon, end to end: a real daemon process started with `assetry daemon start`, real
+`assetry` commands as subprocesses (their stdin, stdout and stderr passed through the socket), and the
+same commands run in-process (``ASSETRY_DAEMON=0``) to compare with."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assetry import _launch
+from assetry.daemon import CodeFingerprint
+
+pytestmark = pytest.mark.skipif(not _launch.supported(), reason="the daemon needs Unix sockets")
+
+
+def assetry(
+    env: dict[str, str], *args: str, cwd: Path, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "assetry", *args],
+        cwd=cwd,
+        env=env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def status(env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    """What `assetry daemon status --json` prints, asked directly (polling it through a subprocess
+    each time would make these tests slow)."""
+    path = _socket(env)
+    reply = _launch.ask({"op": "status"}, path)
+    return {"running": True, **reply} if reply else {"running": False, "socket": path}
+
+
+@functools.cache
+def _socket_of(items: frozenset[tuple[str, str]]) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", "from assetry import _launch; print(_launch.socket_path())"],
+        env=dict(items),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def _socket(env: dict[str, str]) -> str:
+    """The socket a command run with ``env`` looks for (computed by such a command: it depends on the
+    interpreter's import path, which differs in this test process)."""
+    return _socket_of(frozenset(env.items()))
+
+
+def wait_for(condition: Any, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def env() -> Iterator[dict[str, str]]:
+    """The environment of a user's shell, with a private daemon directory (short: socket paths are
+    limited to ~100 bytes, pytest's tmp paths can be longer)."""
+    directory = tempfile.mkdtemp(prefix="assetry-d")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ASSETRY_")}
+    environment[_launch.DIR_ENV] = directory
+    yield environment
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
+    started = assetry(env, "daemon", "start", "--idle", "300", cwd=tmp_path)
+    assert "Started the assetry daemon" in started.stdout
+    pid = status(env, tmp_path)["pid"]
+    yield env
+    assetry(env, "daemon", "stop", cwd=tmp_path, check=False)
+    wait_for(lambda: not _alive(pid), "the daemon to exit")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is not alive: its parent (pytest, or init) has just not reaped it yet.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+
+
+def in_process(env: dict[str, str]) -> dict[str, str]:
+    return {**env, _launch.DISABLE_ENV: "0"}
+
+
+def test_commands_run_in_the_daemon_with_the_callers_directory_and_output(
+    daemon: dict[str, str], tmp_path: Path
+) -> None:
+    project = tmp_path / "project"
+    (project / "renders").mkdir(parents=True)
+    for i in range(3):
+        (project / "renders" / f"frame{i}.txt").write_text(f"frame {i}")
+    assetry(daemon, "init", "--dimension", "4", cwd=project)
+    added = json.loads(assetry(daemon, "add", "renders", "--tag", "daemon", "--json", cwd=project).stdout)[
+        "assets"
+    ]
+    listed = json.loads(assetry(daemon, "ls", "--json", cwd=project).stdout)
+
+    # assetry.toml was found in the caller's directory, and the store is where it says.
+    assert (project / "assetry.toml").is_file()
+    assert (project / ".assetry").is_dir()
+    assert sorted(a["label"] for a in added) == ["frame0.txt", "frame1.txt", "frame2.txt"]
+    assert {a["id"] for a in listed["items"]} == {a["id"] for a in added}
+    assert all(a["tags"] == ["daemon"] for a in listed["items"])
+    # The same store read in-process shows what the daemon's children wrote.
+    here = json.loads(assetry(in_process(daemon), "ls", "--json", cwd=project).stdout)
+    assert here["items"] == listed["items"]
+    assert status(daemon, tmp_path)["served"] >= 3
+
+
+def test_errors_and_exit_statuses_are_the_same_as_in_process(daemon: dict[str, str], tmp_path: Path) -> None:
+    before = status(daemon, tmp_path)["served"]
+    cases = [
+        ("--root", "store", "show", "0123456789abcdef"),  # assetry's own error: status 1
+        ("--root", "store", "add", "missing.png"),  # a bad input: nothing written
+        ("--root", "store", "ls", "--order", "sideways"),  # a usage error: click's status 2
+        ("--root", "store", "nonsense"),
+    ]
+    for args in cases:
+        served = assetry(daemon, *args, cwd=tmp_path, check=False)
+        local = assetry(in_process(daemon), *args, cwd=tmp_path, check=False)
+        assert served.returncode == local.returncode != 0, args
+        assert served.stdout == local.stdout, args
+        assert served.stderr == local.stderr, args
+    assert status(daemon, tmp_path)["served"] == before + len(cases)
+    assert not (tmp_path / "store" / "blobs").exists() or not any((tmp_path / "store" / "blobs").rglob("*"))
+
+
+def test_stdin_reaches_the_command(daemon: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("keep or delete")
+    asset = json.loads(assetry(daemon, "--root", "s", "add", "a.txt", "--json", cwd=tmp_path).stdout)[
+        "assets"
+    ][0]
+    kept = assetry(daemon, "--root", "s", "rm", asset["id"], cwd=tmp_path, input="n\n", check=False)
+    assert kept.returncode == 1
+    assert "Aborted" in kept.stderr
+    assetry(daemon, "--root", "s", "rm", asset["id"], cwd=tmp_path, input="y\n")
+    listed = json.loads(assetry(daemon, "--root", "s", "ls", "--json", cwd=tmp_path).stdout)
+    assert listed["items"] == []
+
+
+def test_the_callers_environment_configures_the_command(daemon: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("configured by the environment")
+    configured = {**daemon, "ASSETRY_STORE__ROOT": str(tmp_path / "from-env"), "ASSETRY_STORE__TENANT": "t1"}
+    added = json.loads(assetry(configured, "add", "a.txt", "--json", cwd=tmp_path).stdout)["assets"]
+    assert added[0]["tenant"] == "t1"
+    assert (tmp_path / "from-env").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("signum", "expected"),
+    [(signal.SIGINT, 1), (signal.SIGTERM, -signal.SIGTERM)],
+    ids=["ctrl-c", "terminate"],
+)
+def test_signals_reach_the_command(
+    daemon: dict[str, str], tmp_path: Path, signum: signal.Signals, expected: int
+) -> None:
+    (tmp_path / "a.txt").write_text("asked about")
+    asset = json.loads(assetry(daemon, "--root", "s", "add", "a.txt", "--json", cwd=tmp_path).stdout)[
+        "assets"
+    ][0]
+    # `rm` asks for confirmation and waits on stdin, which this test never writes to.
+    client = subprocess.Popen(
+        [sys.executable, "-m", "assetry", "--root", "s", "rm", asset["id"]],
+        cwd=tmp_path,
+        env=daemon,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert client.stderr is not None
+    prompt = ""
+    while "[y/N]" not in prompt:  # the command is at its prompt (the signal may not come earlier)
+        chunk = os.read(client.stderr.fileno(), 1024)
+        assert chunk, f"the command ended before its prompt: {prompt}"
+        prompt += chunk.decode()
+    assert status(daemon, tmp_path)["commands_running"] == 1
+    client.send_signal(signum)
+    _, stderr = client.communicate(timeout=60)
+    assert client.returncode == expected, stderr
+    if signum == signal.SIGINT:
+        assert "Aborted" in stderr  # click's answer to Ctrl-C at a prompt
+    assert status(daemon, tmp_path)["commands_running"] == 0
+    listed = json.loads(assetry(daemon, "--root", "s", "ls", "--json", cwd=tmp_path).stdout)
+    assert [a["id"] for a in listed["items"]] == [asset["id"]]
+
+
+def test_a_killed_client_takes_its_command_with_it(daemon: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("asked about")
+    asset = json.loads(assetry(daemon, "--root", "s", "add", "a.txt", "--json", cwd=tmp_path).stdout)[
+        "assets"
+    ][0]
+    client = subprocess.Popen(
+        [sys.executable, "-m", "assetry", "--root", "s", "rm", asset["id"]],
+        cwd=tmp_path,
+        env=daemon,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: status(daemon, tmp_path)["commands_running"] == 1, "the command to start")
+    client.kill()
+    client.wait(timeout=30)
+    wait_for(lambda: status(daemon, tmp_path)["commands_running"] == 0, "the orphaned command to end")
+
+
+def test_no_daemon_when_disabled_or_stopped(daemon: dict[str, str], tmp_path: Path) -> None:
+    shown = json.loads(assetry(daemon, "daemon", "status", "--json", cwd=tmp_path).stdout)
+    assert shown == status(daemon, tmp_path)
+    assert "The assetry daemon is running" in assetry(daemon, "daemon", "status", cwd=tmp_path).stdout
+    before = shown["served"]
+    assetry(in_process(daemon), "--root", "s", "stats", cwd=tmp_path)
+    assert status(daemon, tmp_path)["served"] == before
+
+    assert "Stopping" in assetry(daemon, "daemon", "stop", cwd=tmp_path).stdout
+    wait_for(lambda: not status(daemon, tmp_path)["running"], "the daemon to stop")
+    assert assetry(daemon, "daemon", "status", cwd=tmp_path, check=False).returncode == 3
+    # Commands still work, in-process.
+    assert (
+        json.loads(assetry(daemon, "--root", "s", "stats", "--json", cwd=tmp_path).stdout)["usage"]["assets"]
+        == 0
+    )
+
+
+def test_starting_twice_keeps_one_daemon(daemon: dict[str, str], tmp_path: Path) -> None:
+    pid = status(daemon, tmp_path)["pid"]
+    again = assetry(daemon, "daemon", "start", cwd=tmp_path)
+    assert f"already running (pid {pid})" in again.stdout
+
+
+def test_installing_code_stops_the_daemon(env: dict[str, str], tmp_path: Path) -> None:
+    """A directory on the import path that changes (a distribution installed into it) means the daemon
+    runs old code: it refuses the command, which then runs in-process, and stops."""
+    extra = tmp_path / "site"
+    extra.mkdir()
+    with_path = {**env, "PYTHONPATH": str(extra)}
+    assetry(with_path, "daemon", "start", cwd=tmp_path)
+    assetry(with_path, "--root", "s", "stats", cwd=tmp_path)
+    assert status(with_path, tmp_path)["served"] == 1
+    (extra / "newly_installed.py").write_text("")
+    assert (
+        json.loads(assetry(with_path, "--root", "s", "stats", "--json", cwd=tmp_path).stdout)["usage"][
+            "assets"
+        ]
+        == 0
+    )
+    wait_for(lambda: not status(with_path, tmp_path)["running"], "the daemon to stop")
+
+
+def test_another_environment_gets_another_daemon(daemon: dict[str, str], tmp_path: Path) -> None:
+    """Variables read at import time are part of the socket's name: a shell that sets one does not use
+    a daemon started without it."""
+    other = {**daemon, "OMP_NUM_THREADS": "1"}
+    assert _socket(other) != _socket(daemon)
+    assert status(other, tmp_path)["running"] is False
+    assert status(daemon, tmp_path)["running"] is True
+
+
+def test_idle_daemon_stops(env: dict[str, str], tmp_path: Path) -> None:
+    assetry(env, "daemon", "start", "--idle", "1", cwd=tmp_path)
+    wait_for(lambda: not status(env, tmp_path)["running"], "the idle daemon to stop")
+    assert not Path(status(env, tmp_path)["socket"]).exists()
+
+
+def test_a_directory_others_can_write_is_never_used(env: dict[str, str], tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)  # (the umask applied to mkdir)
+    unsafe = {**env, _launch.DIR_ENV: str(shared)}
+    refused = assetry(unsafe, "daemon", "start", cwd=tmp_path, check=False)
+    assert refused.returncode == 1
+    assert "only you can use" in refused.stderr
+    assert list(shared.iterdir()) == []
+
+
+def test_protocol_mismatch_is_refused(
+    daemon: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(_launch.DIR_ENV, daemon[_launch.DIR_ENV])
+    path = status(daemon, tmp_path)["socket"]
+    reply = _launch.ask({"op": "run", "protocol": _launch.PROTOCOL + 1}, path)
+    assert reply is not None
+    assert "protocol" in reply["refused"]
+
+
+def test_the_launcher_imports_no_store() -> None:
+    """What keeps a command served by the daemon fast: the entry point's own imports."""
+    code = (
+        "import sys, assetry._launch;"
+        "print(sorted(m for m in sys.modules if m.startswith(('assetry', 'lancedb', 'click'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['assetry', 'assetry._launch']"
+
+
+def test_public_names_resolve_lazily() -> None:
+    import assetry
+
+    for name in assetry.__all__:
+        assert getattr(assetry, name) is not None, name
+    assert assetry.open is assetry.store.open
+    with pytest.raises(AttributeError, match="no_such_name"):
+        assetry.no_such_name  # noqa: B018
+
+
+def test_fingerprint_sees_a_changed_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = tmp_path / "generated_plugin.py"
+    module.write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    __import__("generated_plugin")
+    try:
+        fingerprint = CodeFingerprint()
+        assert fingerprint.changed() is None
+        stat = module.stat()
+        os.utime(module, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        assert fingerprint.changed() == str(module)
+    finally:
+        sys.modules.pop("generated_plugin", None)
