@@ -70,31 +70,42 @@ def _stamp(data: dict[str, Any]) -> str:
 def _ingest_small(d: dict[str, Any]) -> list[str]:
     s = d["median_seconds"]
     r = d["median_ratios"]
+    # Results saved before the daemon existed have one CLI, with no daemon.
+    clis = [("cli", "no daemon")] + ([("cli_daemon", "daemon running")] if "cli_daemon" in s else [])
     rows = [
         ("`cp -r`", s.get("cp"), "1.00"),
         ("Python copy + BLAKE3 loop (one pass)", s.get("py_copy_hash"), f"{s['py_copy_hash'] / s['cp']:.2f}"),
         ("assetry, Python API (`Store.add_many`)", s.get("api"), f"{r['api_vs_cp']:.2f}"),
-        ("assetry, CLI (`assetry add DIR`, whole process)", s.get("cli"), f"{r['cli_vs_cp']:.2f}"),
+    ]
+    rows += [
+        (f"assetry, CLI (`assetry add DIR`, whole process, {how})", s.get(key), f"{r[f'{key}_vs_cp']:.2f}")
+        for key, how in clis
     ]
     if d.get("dvc"):
         rows.append(("`dvc add` (whole process)", s.get("dvc"), f"{s['dvc'] / s['cp']:.2f}"))
-    rows += [
+    rows.append(
         (
             "assetry re-ingest, all duplicates (Python API)",
             s.get("api_reingest"),
             f"{s['api_reingest'] / s['cp']:.2f}",
-        ),
-        (
-            "assetry re-ingest, all duplicates (CLI)",
-            s.get("cli_reingest"),
-            f"{s['cli_reingest'] / s['cp']:.2f}",
-        ),
-        (
-            "assetry CLI adding one 4 KiB file (start-up floor)",
-            s.get("cli_one_file"),
-            f"{s['cli_one_file'] / s['cp']:.2f}",
-        ),
-    ]
+        )
+    )
+    for key, how in clis:
+        rows.append(
+            (
+                f"assetry re-ingest, all duplicates (CLI, {how})",
+                s.get(f"{key}_reingest"),
+                f"{s[f'{key}_reingest'] / s['cp']:.2f}",
+            )
+        )
+    for key, how in clis:
+        rows.append(
+            (
+                f"assetry CLI adding one 4 KiB file (start-up floor, {how})",
+                s.get(f"{key}_one_file"),
+                f"{s[f'{key}_one_file'] / s['cp']:.2f}",
+            )
+        )
     out = [
         f"## 1, 3. Bulk ingest of {d['files']:,} files x {d['file_size'] // 1024} KiB, and re-ingest",
         "",
@@ -104,15 +115,11 @@ def _ingest_small(d: dict[str, Any]) -> list[str]:
         "| --- | --- | --- |",
     ]
     out += [f"| {name} | {value:.3f} | {ratio} |" for name, value, ratio in rows if value is not None]
-    out += [
-        "",
-        f"First ingest / re-ingest: {r['api_reingest']:.2f}x (API), {r['cli_reingest']:.2f}x (CLI)."
-        + (
-            f" assetry / dvc add: {r['api_vs_dvc']:.2f} (API), {r['cli_vs_dvc']:.2f} (CLI)."
-            if d.get("dvc")
-            else ""
-        ),
-    ]
+    reingest = ", ".join(f"{r[f'{key}_reingest']:.2f}x (CLI, {how})" for key, how in clis)
+    out += ["", f"First ingest / re-ingest: {r['api_reingest']:.2f}x (API), {reingest}."]
+    if d.get("dvc"):
+        versus = ", ".join(f"{r[f'{key}_vs_dvc']:.2f} (CLI, {how})" for key, how in clis)
+        out[-1] += f" assetry / dvc add: {r['api_vs_dvc']:.2f} (API), {versus}."
     return out
 
 

@@ -20,6 +20,7 @@ from common import (
     KIB,
     MIB,
     child_python,
+    clean_env,
     fresh,
     log,
     median,
@@ -98,22 +99,90 @@ def ingest_small(cfg: Settings) -> dict[str, Any]:
     src = synth_files(cfg, "small", count, size, seed=1)
     tiny = synth_files(cfg, "one", 1, 4 * KIB, seed=3)
     dvc = _dvc()
+    clis = ("cli", "cli_daemon")  # a whole `assetry` process, without and with the daemon running
     samples: dict[str, list[float]] = {
         k: []
-        for k in ("cp", "py_copy_hash", "api", "api_reingest", "cli", "cli_reingest", "cli_one_file", "dvc")
+        for k in (
+            "cp",
+            "py_copy_hash",
+            "api",
+            "api_reingest",
+            *(f"{c}{suffix}" for c in clis for suffix in ("", "_reingest", "_one_file")),
+            "dvc",
+        )
     }
     ratios: dict[str, list[float]] = {
         k: []
         for k in (
             "api_vs_cp",
-            "cli_vs_cp",
             "api_vs_py",
             "api_vs_dvc",
-            "cli_vs_dvc",
             "api_reingest",
-            "cli_reingest",
+            *(f"{c}{suffix}" for c in clis for suffix in ("_vs_cp", "_vs_dvc", "_reingest")),
         )
     }
+    scratch = cfg.work / "scratch"
+    # The daemon runs through every run (started once, outside the timings, as a user starts it once);
+    # the cold CLI is told not to use it.
+    daemon_env = {**clean_env(), "ASSETRY_DAEMON_DIR": str(fresh(scratch / "daemon"))}
+    cold_env = {**clean_env(), "ASSETRY_DAEMON": "0"}
+    run_child([sys.executable, "-m", "assetry", "daemon", "start", "--idle", "900"], env=daemon_env)
+    try:
+        envs = {"cli": cold_env, "cli_daemon": daemon_env}
+        _ingest_small_runs(cfg, (src, count, tiny), dvc, samples, ratios, envs)
+    finally:
+        run_child([sys.executable, "-m", "assetry", "daemon", "stop"], env=daemon_env)
+    ratio = _summary(ratios)
+    targets = [
+        target("bulk ingest (Python API) / cp -r", ratio["api_vs_cp"], 1.3, at_most=True),
+        target("bulk ingest (CLI, daemon running) / cp -r", ratio["cli_daemon_vs_cp"], 1.3, at_most=True),
+        target("bulk ingest (CLI, no daemon) / cp -r", ratio["cli_vs_cp"], 1.3, at_most=True),
+        target(
+            "first ingest / re-ingest of duplicates (Python API)", ratio["api_reingest"], 3.0, at_most=False
+        ),
+        target(
+            "first ingest / re-ingest of duplicates (CLI, daemon running)",
+            ratio["cli_daemon_reingest"],
+            3.0,
+            at_most=False,
+        ),
+        target(
+            "first ingest / re-ingest of duplicates (CLI, no daemon)",
+            ratio["cli_reingest"],
+            3.0,
+            at_most=False,
+        ),
+    ]
+    if dvc:
+        targets.append(target("bulk ingest (Python API) / dvc add", ratio["api_vs_dvc"], 0.5, at_most=True))
+        targets.append(
+            target(
+                "bulk ingest (CLI, daemon running) / dvc add", ratio["cli_daemon_vs_dvc"], 0.5, at_most=True
+            )
+        )
+        targets.append(
+            target("bulk ingest (CLI, no daemon) / dvc add", ratio["cli_vs_dvc"], 0.5, at_most=True)
+        )
+    return {
+        "files": count,
+        "file_size": size,
+        "dvc": dvc is not None,
+        "seconds": {k: v for k, v in samples.items() if v},
+        "median_seconds": _summary(samples),
+        "median_ratios": ratio,
+        "targets": targets,
+    }
+
+
+def _ingest_small_runs(
+    cfg: Settings,
+    files: tuple[Path, int, Path],
+    dvc: str | None,
+    samples: dict[str, list[float]],
+    ratios: dict[str, list[float]],
+    cli_envs: dict[str, dict[str, str]],
+) -> None:
+    src, count, tiny = files
     scratch = cfg.work / "scratch"
     for run in range(cfg.runs):
         times: dict[str, float] = {}
@@ -139,18 +208,25 @@ def ingest_small(cfg: Settings) -> dict[str, Any]:
             store.close()
             remove(root)
 
-        def cli() -> None:
-            root = fresh(scratch / "cli")
+        def cli(name: str) -> None:
+            env = cli_envs[name]
+            root = fresh(scratch / name)
             base = [sys.executable, "-m", "assetry", "--root", str(root), "add"]
-            times["cli"] = run_child([*base, str(src)], cwd=cfg.work)["seconds"]
+            times[name] = run_child([*base, str(src)], cwd=cfg.work, env=env)["seconds"]
             settle()
-            times["cli_reingest"] = run_child([*base, str(src)], cwd=cfg.work)["seconds"]
+            times[f"{name}_reingest"] = run_child([*base, str(src)], cwd=cfg.work, env=env)["seconds"]
             remove(root)
-            root = fresh(scratch / "cli1")
-            times["cli_one_file"] = run_child([*base, str(tiny)], cwd=cfg.work)["seconds"]
+            root = fresh(scratch / f"{name}1")
+            times[f"{name}_one_file"] = run_child([*base, str(tiny)], cwd=cfg.work, env=env)["seconds"]
             remove(root)
 
-        steps = {"cp": cp, "py": py, "api": api, "cli": cli}
+        steps = {
+            "cp": cp,
+            "py": py,
+            "api": api,
+            "cli": lambda: cli("cli"),
+            "cli_daemon": lambda: cli("cli_daemon"),
+        }
         if dvc:
 
             def dvc_add() -> None:
@@ -169,35 +245,16 @@ def ingest_small(cfg: Settings) -> dict[str, Any]:
         for key, value in times.items():
             samples[key].append(value)
         ratios["api_vs_cp"].append(times["api"] / times["cp"])
-        ratios["cli_vs_cp"].append(times["cli"] / times["cp"])
         ratios["api_vs_py"].append(times["api"] / times["py_copy_hash"])
         ratios["api_reingest"].append(times["api"] / times["api_reingest"])
-        ratios["cli_reingest"].append(times["cli"] / times["cli_reingest"])
+        for name in cli_envs:
+            ratios[f"{name}_vs_cp"].append(times[name] / times["cp"])
+            ratios[f"{name}_reingest"].append(times[name] / times[f"{name}_reingest"])
         if dvc:
             ratios["api_vs_dvc"].append(times["api"] / times["dvc"])
-            ratios["cli_vs_dvc"].append(times["cli"] / times["dvc"])
+            for name in cli_envs:
+                ratios[f"{name}_vs_dvc"].append(times[name] / times["dvc"])
         log(f"ingest_small run {run + 1}/{cfg.runs}: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items()))
-    ratio = _summary(ratios)
-    targets = [
-        target("bulk ingest (Python API) / cp -r", ratio["api_vs_cp"], 1.3, at_most=True),
-        target("bulk ingest (CLI) / cp -r", ratio["cli_vs_cp"], 1.3, at_most=True),
-        target(
-            "first ingest / re-ingest of duplicates (Python API)", ratio["api_reingest"], 3.0, at_most=False
-        ),
-        target("first ingest / re-ingest of duplicates (CLI)", ratio["cli_reingest"], 3.0, at_most=False),
-    ]
-    if dvc:
-        targets.append(target("bulk ingest (Python API) / dvc add", ratio["api_vs_dvc"], 0.5, at_most=True))
-        targets.append(target("bulk ingest (CLI) / dvc add", ratio["cli_vs_dvc"], 0.5, at_most=True))
-    return {
-        "files": count,
-        "file_size": size,
-        "dvc": dvc is not None,
-        "seconds": {k: v for k, v in samples.items() if v},
-        "median_seconds": _summary(samples),
-        "median_ratios": ratio,
-        "targets": targets,
-    }
 
 
 def _dvc() -> str | None:
