@@ -85,6 +85,8 @@ def env() -> Iterator[dict[str, str]]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("ASSETRY_")}
     environment[_launch.DIR_ENV] = directory
     yield environment
+    for leftover in Path(directory).glob("*.sock"):  # a daemon a failed test did not stop
+        _launch.ask({"op": "stop"}, str(leftover))
     shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -258,13 +260,35 @@ def test_starting_twice_keeps_one_daemon(daemon: dict[str, str], tmp_path: Path)
     assert f"already running (pid {pid})" in again.stdout
 
 
+def test_two_daemons_started_at_once_leave_one(env: dict[str, str], tmp_path: Path) -> None:
+    path = _socket(env)
+    both = [
+        subprocess.Popen(
+            [sys.executable, "-m", "assetry.daemon", "--socket", path, "--idle", "300"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    wait_for(lambda: any(p.poll() is not None for p in both), "one of them to give up", seconds=60)
+    loser = next(p for p in both if p.poll() is not None)
+    winner = next(p for p in both if p is not loser)
+    assert "already running" in loser.communicate()[1]
+    wait_for(lambda: status(env, tmp_path)["running"], "the other to serve", seconds=60)
+    assert status(env, tmp_path)["pid"] == winner.pid
+    _launch.ask({"op": "stop"}, path)
+    winner.communicate(timeout=60)
+
+
 def test_installing_code_stops_the_daemon(env: dict[str, str], tmp_path: Path) -> None:
     """A directory on the import path that changes (a distribution installed into it) means the daemon
     runs old code: it refuses the command, which then runs in-process, and stops."""
     extra = tmp_path / "site"
     extra.mkdir()
     with_path = {**env, "PYTHONPATH": str(extra)}
-    assetry(with_path, "daemon", "start", cwd=tmp_path)
+    assetry(with_path, "daemon", "start", "--idle", "300", cwd=tmp_path)
     assetry(with_path, "--root", "s", "stats", cwd=tmp_path)
     assert status(with_path, tmp_path)["served"] == 1
     (extra / "newly_installed.py").write_text("")

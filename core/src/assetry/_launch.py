@@ -172,6 +172,7 @@ def run_in_daemon(argv: list[str]) -> int | None:
             "cwd": cwd,
             "env": dict(os.environ),
             "umask": umask,
+            "path0": sys.path[0],
             "fds": fds,
             "streams": _stream_settings(),
         }

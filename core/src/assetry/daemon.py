@@ -21,6 +21,7 @@ import argparse
 import atexit
 import contextlib
 import errno
+import fcntl
 import gc
 import importlib
 import io
@@ -115,6 +116,7 @@ class Daemon:
         self.children: dict[int, socket.socket] = {}
         self.fingerprint = CodeFingerprint()
         self.selector = selectors.DefaultSelector()
+        self._lock = -1
         self.listener = self._listen()
         self._wake_read, self._wake_write = os.pipe()
 
@@ -124,8 +126,13 @@ class Daemon:
             raise SystemExit(f"assetry daemon: {directory} must be a directory only this user can use")
         if len(self.path.encode()) > _launch._MAX_SOCKET_PATH:
             raise SystemExit(f"assetry daemon: socket path too long ({self.path}); set {_launch.DIR_ENV}")
-        if _launch.ask({"op": "status"}, self.path) is not None:
-            raise SystemExit("assetry daemon: already running for this environment")
+        # Held for the daemon's life: of two daemons started at once, the second would otherwise
+        # replace the first one's socket, and the first would idle, unreachable.
+        self._lock = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit("assetry daemon: already running for this environment") from None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)  # left by a daemon that was killed
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -174,6 +181,8 @@ class Daemon:
         self.listener.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
+        os.close(self._lock)  # a new daemon may start while this one lets its commands finish
+        self._lock = -1
 
     def _accept(self) -> None:
         try:
@@ -239,6 +248,7 @@ class Daemon:
                 conn.close()
                 os.close(self._wake_read)
                 os.close(self._wake_write)
+                os.close(self._lock)  # a command must not hold the daemon's lock after it
                 code = run_command(request, fds)
             except BaseException:
                 traceback.print_exc()  # on the client's stderr once run_command has set it up
@@ -307,6 +317,7 @@ def run_command(request: dict[str, Any], fds: list[int]) -> int:
     os.environ.update(request["env"])
     _fresh_std_streams(request["streams"])
     sys.argv = list(request["argv"])
+    sys.path[0] = request["path0"]  # the script's or working directory, as the client's own import path
     try:
         from assetry.cli import main
 
