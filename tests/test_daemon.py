@@ -111,7 +111,7 @@ def _alive(pid: int) -> bool:
 
 
 def in_process(env: dict[str, str]) -> dict[str, str]:
-    return {**env, _launch.DISABLE_ENV: "0"}
+    return {**env, _launch.DAEMON_ENV: "0"}
 
 
 def test_commands_run_in_the_daemon_with_the_callers_directory_and_output(
@@ -252,6 +252,16 @@ def test_no_daemon_when_disabled_or_stopped(daemon: dict[str, str], tmp_path: Pa
         json.loads(assetry(daemon, "--root", "s", "stats", "--json", cwd=tmp_path).stdout)["usage"]["assets"]
         == 0
     )
+
+
+def test_auto_mode_starts_a_daemon_for_the_next_commands(env: dict[str, str], tmp_path: Path) -> None:
+    auto = {**env, _launch.DAEMON_ENV: "auto"}
+    assert not status(auto, tmp_path)["running"]
+    first = json.loads(assetry(auto, "--root", "s", "stats", "--json", cwd=tmp_path).stdout)  # in-process
+    assert first["usage"]["assets"] == 0
+    wait_for(lambda: status(auto, tmp_path)["running"], "the daemon the first command started", seconds=60)
+    assert json.loads(assetry(auto, "--root", "s", "stats", "--json", cwd=tmp_path).stdout) == first
+    assert status(auto, tmp_path)["served"] == 1
 
 
 def test_starting_twice_keeps_one_daemon(daemon: dict[str, str], tmp_path: Path) -> None:

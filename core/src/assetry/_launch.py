@@ -27,16 +27,20 @@ if TYPE_CHECKING:
 PROTOCOL = 1
 """Bumped when the request or reply format changes (a daemon refuses other versions)."""
 
-DISABLE_ENV = "ASSETRY_DAEMON"
-"""Set to ``0`` (or ``off``, ``no``, ``false``) and commands never go to a daemon."""
+DAEMON_ENV = "ASSETRY_DAEMON"
+"""``0`` (or ``off``, ``no``, ``false``): commands never go to a daemon. ``auto``: a command that finds
+no daemon starts one in the background (and runs in-process itself), so the next commands are fast."""
 
 DIR_ENV = "ASSETRY_DAEMON_DIR"
 """Where the daemon's socket and log live (default: ``$XDG_RUNTIME_DIR/assetry``, else a per-user
 directory in ``/tmp``)."""
 
-IMPORT_TIME_ENV = ("PYTHON", "LANCE", "ARROW", "PYARROW", "OMP_", "OPENBLAS_", "MKL_", "RUST_", "LD_")
-"""Variables read when modules are imported (or that change what is imported): a daemon started under
-other values would not behave as this process would, so they are part of the socket's name."""
+IMPORT_TIME_ENV = (
+    *("PYTHON", "LD_", "LANG", "LC_"),  # the interpreter's start-up: import path, libraries, locale
+    *("LANCE", "ARROW", "PYARROW", "FSSPEC", "OMP_", "OPENBLAS_", "MKL_", "RUST_"),
+)
+"""Variables read when the interpreter starts or modules are imported: a daemon started under other values
+would not behave as this process would, so they are part of the socket's name."""
 
 _FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
 _MAX_SOCKET_PATH = 100  # sun_path holds 104 to 108 bytes depending on the system
@@ -46,8 +50,29 @@ def supported() -> bool:
     return os.name == "posix" and hasattr(socket, "AF_UNIX") and hasattr(socket, "send_fds")
 
 
+def _mode() -> str:
+    return os.environ.get(DAEMON_ENV, "").strip().lower()
+
+
 def disabled() -> bool:
-    return os.environ.get(DISABLE_ENV, "").strip().lower() in ("0", "off", "no", "false")
+    return _mode() in ("0", "off", "no", "false")
+
+
+def spawn(path: str, idle: float) -> Any:
+    """Start a daemon for ``path`` in the background, its output appended to ``<name>.log`` next to the
+    socket; returns the `subprocess.Popen` (the caller may wait for the socket, or not)."""
+    import subprocess
+
+    log_path = path[: -len(".sock")] + ".log"
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "assetry.daemon", "--socket", path, "--idle", str(idle)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,  # not stopped with the terminal's process group
+            cwd="/",
+        )
 
 
 def daemon_dir() -> str:
@@ -208,6 +233,18 @@ def run_in_daemon(argv: list[str]) -> int | None:
     return int(outcome["exit"])
 
 
+AUTO_IDLE_SECONDS = 1800
+
+
+def _start_for_next_time() -> None:
+    """``ASSETRY_DAEMON=auto`` and no daemon: start one without waiting for it. Two commands doing this
+    at once start two, of which one gives up (the daemon's lock)."""
+    path = socket_path()
+    with contextlib.suppress(OSError):  # this command runs in-process anyway
+        if len(path.encode()) <= _MAX_SOCKET_PATH and private_dir(os.path.dirname(path), create=True):
+            spawn(path, AUTO_IDLE_SECONDS)
+
+
 _GLOBAL_OPTIONS_WITH_VALUES = ("--config", "-c", "--root", "--tenant")
 
 
@@ -232,6 +269,8 @@ def main() -> None:
         if status is not None:
             sys.stdout.flush()
             raise SystemExit(status)
+        if _mode() == "auto":
+            _start_for_next_time()
     from assetry.cli import main as run_here
 
     run_here(argv[1:])

@@ -687,7 +687,6 @@ def daemon() -> None:
 )
 def daemon_start(idle: float) -> None:
     """Start the daemon in the background (does nothing if it runs already)."""
-    import subprocess
     import time
 
     from assetry import _launch
@@ -703,15 +702,7 @@ def daemon_start(idle: float) -> None:
     if not _launch.private_dir(directory, create=True):
         raise click.ClickException(f"{directory} must be a directory only you can use")
     log_path = path[: -len(".sock")] + ".log"
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "assetry.daemon", "--socket", path, "--idle", str(idle)],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-            start_new_session=True,  # not stopped with this terminal's process group
-            cwd="/",
-        )
+    process = _launch.spawn(path, idle)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         running = _launch.ask({"op": "status"}, path)

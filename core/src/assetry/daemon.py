@@ -315,6 +315,7 @@ def run_command(request: dict[str, Any], fds: list[int]) -> int:
     os.umask(int(request["umask"]))
     os.environ.clear()
     os.environ.update(request["env"])
+    time.tzset()  # the client's TZ, for local times
     _fresh_std_streams(request["streams"])
     sys.argv = list(request["argv"])
     sys.path[0] = request["path0"]  # the script's or working directory, as the client's own import path
