@@ -139,6 +139,19 @@ def _ingest_large(d: dict[str, Any]) -> list[str]:
             f"{c['throughput_ratio']:.2f} | {c['peak_rss_mib']:.0f} MiB | "
             f"{c['rss_before_ingest_mib']:.0f} MiB | {c['cp_peak_rss_mib']:.0f} MiB |"
         )
+    split = [(name, c) for name, c in d["cases"].items() if "private_peak_mib" in c]
+    if split:
+        out += [
+            "",
+            "Where the RSS is: "
+            + "; ".join(
+                f"{name}: before the ingest {c['rss_file_before_ingest_mib']:.0f} MiB map files (shared "
+                f"libraries' code) and {c['private_before_ingest_mib']:.0f} MiB are private; private memory "
+                f"peaks at {c['private_peak_mib']:.0f} MiB during the ingest"
+                for name, c in split
+            )
+            + ".",
+        ]
     out += [
         "",
         f"Peak RSS of the same process ingesting one 4 KiB file: {d['rss_floor_mib']:.0f} MiB; of a process "

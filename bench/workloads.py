@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -304,6 +305,9 @@ def ingest_large(cfg: Settings) -> dict[str, Any]:
             "rss": [],
             "cp_rss": [],
             "rss_before": [],
+            "rss_file_before": [],
+            "anon_before": [],
+            "peak_anon": [],
         }
         for run in range(runs):
             measured: dict[str, Any] = {}
@@ -321,13 +325,25 @@ def ingest_large(cfg: Settings) -> dict[str, Any]:
                 out = child_python("ingest", str(root), str(src))
                 measured["api"], measured["rss"] = out["seconds"], out["peak_rss_mib"]
                 measured["rss_before"] = out["rss_before_mib"]
+                measured["rss_file_before"] = out["rss_file_before_mib"]
+                measured["anon_before"] = out["rss_anon_before_mib"]
+                measured["peak_anon"] = out["peak_anon_mib"]
                 remove(root)
 
             for _, step in _shuffled({"cp": cp, "api": api}, run):
                 settle()
                 warm(src)
                 step()
-            for key in ("cp", "api", "rss", "cp_rss", "rss_before"):
+            for key in (
+                "cp",
+                "api",
+                "rss",
+                "cp_rss",
+                "rss_before",
+                "rss_file_before",
+                "anon_before",
+                "peak_anon",
+            ):
                 samples[key].append(measured[key])
             # Throughput ratio: ours / cp's, i.e. cp's time over ours.
             samples["ratio"].append(measured["cp"] / measured["api"])
@@ -347,6 +363,9 @@ def ingest_large(cfg: Settings) -> dict[str, Any]:
             "throughput_ratio": med["ratio"],
             "peak_rss_mib": med["rss"],
             "rss_before_ingest_mib": med["rss_before"],
+            "rss_file_before_ingest_mib": med["rss_file_before"],
+            "private_before_ingest_mib": med["anon_before"],
+            "private_peak_mib": med["peak_anon"],
             "cp_peak_rss_mib": med["cp_rss"],
         }
         targets.append(
@@ -364,14 +383,41 @@ def child_ingest(root: str, src: str) -> dict[str, Any]:
     bench process would report the parent's size."""
     store = open_store(Path(root))
     rss_before = _rss_mib()
-    seconds, report = timed(lambda: store.add_many([src]))
+    split_before = _rss_split_mib()
+    # Private memory is sampled (the kernel keeps a peak only of the total): every 5 ms, ~20 us each.
+    peak_anon = [split_before["anon"]]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            peak_anon.append(_rss_split_mib()["anon"])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        seconds, report = timed(lambda: store.add_many([src]))
+    finally:
+        done.set()
+        sampler.join()
     store.close()
     return {
         "seconds": seconds,
         "assets": len(report.assets),
         "rss_before_mib": rss_before,
+        "rss_file_before_mib": split_before["file"],
+        "rss_anon_before_mib": split_before["anon"],
+        "peak_anon_mib": max(peak_anon),
         "peak_rss_mib": peak_rss_mib(),
     }
+
+
+def _rss_split_mib() -> dict[str, float]:
+    """Resident memory that is the process's own (anonymous) and that maps files (shared libraries)."""
+    split = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(("RssAnon:", "RssFile:")):
+            split[line[3:7].lower()] = int(line.split()[1]) / 1024
+    return split
 
 
 def peak_rss_mib() -> float:
