@@ -75,6 +75,11 @@ def _ingest_small(d: dict[str, Any]) -> list[str]:
     rows = [
         ("`cp -r`", s.get("cp"), "1.00"),
         ("Python copy + BLAKE3 loop (one pass)", s.get("py_copy_hash"), f"{s['py_copy_hash'] / s['cp']:.2f}"),
+        (
+            "the same loop, into assetry's blob layout (`<d0d1>/<d2d3>/<digest>`)",
+            s.get("py_copy_hash_sharded"),
+            f"{s['py_copy_hash_sharded'] / s['cp']:.2f}" if "py_copy_hash_sharded" in s else "",
+        ),
         ("assetry, Python API (`Store.add_many`)", s.get("api"), f"{r['api_vs_cp']:.2f}"),
     ]
     rows += [

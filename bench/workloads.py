@@ -77,9 +77,10 @@ def _summary(samples: dict[str, list[float]]) -> dict[str, float]:
 # -- 1 + 3: bulk ingest of small files, and re-ingest of the same files --------------------------------------
 
 
-def py_copy_hash(src: Path, dst: Path) -> None:
+def py_copy_hash(src: Path, dst: Path, *, sharded: bool = False) -> None:
     """The simplest content-addressed copy in Python: one read/hash/write pass per file, then a rename
-    to the digest (what any CAS must do at least)."""
+    to the digest (what any CAS must do at least). ``sharded`` renames into assetry's blob layout,
+    ``<d0d1>/<d2d3>/<digest>``, creating its directories as they are needed: what the layout costs."""
     dst.mkdir(parents=True)
     buffer = bytearray(MIB)
     view = memoryview(buffer)
@@ -92,7 +93,13 @@ def py_copy_hash(src: Path, dst: Path) -> None:
             while n := reader.readinto(view):
                 hasher.update(view[:n])
                 writer.write(view[:n])
-        os.replace(tmp, dst / hasher.hexdigest())
+        digest = hasher.hexdigest()
+        if sharded:
+            leaf = dst / digest[:2] / digest[2:4]
+            leaf.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, leaf / digest)
+        else:
+            os.replace(tmp, dst / digest)
 
 
 def ingest_small(cfg: Settings) -> dict[str, Any]:
@@ -106,6 +113,7 @@ def ingest_small(cfg: Settings) -> dict[str, Any]:
         for k in (
             "cp",
             "py_copy_hash",
+            "py_copy_hash_sharded",
             "api",
             "api_reingest",
             *(f"{c}{suffix}" for c in clis for suffix in ("", "_reingest", "_one_file")),
@@ -198,6 +206,11 @@ def _ingest_small_runs(
             times["py_copy_hash"], _ = timed(lambda: py_copy_hash(src, dst))
             remove(dst)
 
+        def py_sharded() -> None:
+            dst = fresh(scratch / "py_sharded")
+            times["py_copy_hash_sharded"], _ = timed(lambda: py_copy_hash(src, dst, sharded=True))
+            remove(dst)
+
         def api() -> None:
             root = fresh(scratch / "api")
             store = open_store(root)
@@ -224,6 +237,7 @@ def _ingest_small_runs(
         steps = {
             "cp": cp,
             "py": py,
+            "py_sharded": py_sharded,
             "api": api,
             "cli": lambda: cli("cli"),
             "cli_daemon": lambda: cli("cli_daemon"),
