@@ -211,12 +211,16 @@ def _search(d: dict[str, Any]) -> list[str]:
             "",
             "Listing: `Store.find`, a page of 50 newest first with its total counted (median ms of 11):",
             "",
-            "| Rows | newest 50 | newest 50 of one project (0.5%) | page 21 (offset 1,000) |",
-            "| --- | --- | --- | --- |",
+            "| Rows | newest 50 | newest 50 of one project (0.5%) | page 21 (offset 1,000) "
+            "| page half-way, by offset | the same page, by cursor (`after=`) |",
+            "| --- | --- | --- | --- | --- | --- |",
         ]
         for size, e in d["sizes"].items():
             lst = e["listing_ms"]
-            out.append(f"| {int(size):,} | {lst['newest']} | {lst['newest_in_project']} | {lst['page_21']} |")
+            out.append(
+                f"| {int(size):,} | {lst['newest']} | {lst['newest_in_project']} | {lst['page_21']} "
+                f"| {lst.get('half_way_offset', 'n/a')} | {lst.get('half_way_cursor', 'n/a')} |"
+            )
     return out + _anatomy(d)
 
 

@@ -594,6 +594,17 @@ def _search_size(cfg: Settings, size: int, queries: int) -> dict[str, Any]:
         name: round(median([timed(lambda kw=kwargs: store.find(**kw))[0] for _ in range(11)]) * 1000, 2)
         for name, kwargs in LISTINGS.items()
     }
+    # The page half-way through the catalog: by offset, and by the cursor the page before it returned.
+    half = size // 2
+    before = store.find(limit=50, offset=half - 50)
+    for name, kwargs in (
+        ("half_way_offset", {"offset": half}),
+        ("half_way_cursor", {"after": before.next_cursor}),
+    ):
+        out["listing_ms"][name] = round(
+            median([timed(lambda: store.find(**kwargs))[0] for _ in range(5)]) * 1000, 2
+        )
+    assert store.find(after=before.next_cursor).items == store.find(offset=half).items
     out["text"] = {
         "latency_ms_median": round(median(text_latencies[len(TEXT_QUERIES) :]) * 1000, 2),
         "latency_ms_p95": round(p95(text_latencies[len(TEXT_QUERIES) :]) * 1000, 2),

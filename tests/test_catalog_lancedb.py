@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from assetry import _convert
 from assetry._testing.catalog import BASE_TIME, CatalogContract, MakeCatalog, fake_digest, make_asset
-from assetry.backends import CatalogSpec
+from assetry.backends import Catalog, CatalogSpec
 from assetry.errors import AssetNotFound, ConfigError, ValidationError
 from assetry.model import (
     SCHEMA_VERSION,
@@ -653,3 +653,8 @@ def test_deferring_the_rest_client_leaves_an_imported_one_alone() -> None:
         """
     )
     assert out.strip() == "True True"
+
+
+def test_lance_catalog_pages_by_keys() -> None:
+    """The contract's shift test skips catalogs that page by offset; this one must not be skipped."""
+    assert LanceCatalog.find_after is not Catalog.find_after

@@ -72,6 +72,17 @@ def test_add_ls_show_cat(project: Path) -> None:
     assert assets[0]["extra"] == {"score": 0.5, "source": "test"}
     listing = json.loads(ok("ls", "--tag", "batch", "--json").output)
     assert listing["total"] == 3
+    assert listing["next_cursor"] is None
+    first_page = json.loads(ok("ls", "--tag", "batch", "-n", "2", "--json").output)
+    rest = json.loads(
+        ok("ls", "--tag", "batch", "-n", "2", "--after", first_page["next_cursor"], "--json").output
+    )
+    assert [a["id"] for a in first_page["items"] + rest["items"]] == [a["id"] for a in listing["items"]]
+    assert rest["offset"] == 2
+    assert rest["next_cursor"] is None
+    wrong = run("ls", "-n", "2", "--after", first_page["next_cursor"])  # without the tag it was made for
+    assert wrong.exit_code == 1
+    assert "after: was made for other filters" in wrong.output
     table = ok("ls").output
     assert "img0.txt" in table
     assert "a red cat" in table

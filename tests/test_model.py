@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from assetry import _convert
 from assetry.errors import ValidationError
-from assetry.model import AssetDraft, Filter, Kind
+from assetry.model import ORDERS, AssetDraft, Cursor, Filter, Kind, filter_digest
 from assetry.store import new_id
 
 
@@ -99,3 +104,64 @@ def test_new_ids_are_unique_and_short_prefixes_differ() -> None:
     assert all(len(i) == 32 for i in ids)
     # Ids made in the same instant must still differ in the first characters users see.
     assert len({i[:8] for i in ids}) > 990
+
+
+def _key_for(order: str) -> st.SearchStrategy[Any]:
+    column = order.lstrip("-")
+    if column == "created_at":
+        return st.datetimes(timezones=st.just(UTC))
+    if column == "size":
+        return st.integers(min_value=0, max_value=2**62)
+    if column == "label":
+        return st.text()
+    return st.none()
+
+
+@given(
+    st.sampled_from(ORDERS).flatmap(lambda order: st.tuples(st.just(order), _key_for(order))),
+    st.text(min_size=1),
+    st.integers(min_value=0, max_value=2**40),
+)
+def test_a_cursor_survives_its_encoding(order_key: tuple[str, Any], asset_id: str, offset: int) -> None:
+    order, key = order_key
+    cursor = Cursor(order, key, asset_id, offset, filter_digest(Filter(tenant="t", tags=("a",))))
+    assert Cursor.decode(cursor.encode()) == cursor
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=7),
+    max_leaves=12,
+)
+
+
+def _decoded(token: str) -> Cursor | ValidationError:
+    try:
+        return Cursor.decode(token)
+    except ValidationError as exc:
+        return exc
+
+
+_ALMOST_CURSORS = st.tuples(st.just(1), st.sampled_from(ORDERS), _JSON, _JSON, _JSON, _JSON).map(list)
+
+
+@given(
+    st.text()
+    | (_JSON | _ALMOST_CURSORS).map(
+        lambda value: base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
+    )
+)
+def test_any_other_token_is_a_validation_error_on_after(token: str) -> None:
+    """Text, base64 of any JSON, and of lists shaped like a cursor with any values: a cursor, or an
+    error on ``after``, never another exception."""
+    outcome = _decoded(token)
+    assert isinstance(outcome, Cursor) or outcome.field == "after"
+
+
+def test_the_filter_digest_tells_filters_apart() -> None:
+    base = Filter(tenant="t", created_after=datetime(2026, 1, 1, tzinfo=UTC))
+    assert filter_digest(base) == filter_digest(
+        Filter(tenant="t", created_after=datetime(2026, 1, 1, tzinfo=UTC))
+    )
+    assert filter_digest(base) != filter_digest(Filter(tenant="u", created_after=base.created_after))
+    assert filter_digest(base) != filter_digest(Filter(tenant="t", kind=(Kind.IMAGE,)))

@@ -362,6 +362,58 @@ def test_find_filters_and_paginates(store: Store) -> None:
     assert info.value.field == "colour"
 
 
+def test_find_by_cursor_walks_every_page_and_is_not_shifted_by_new_assets(store: Store) -> None:
+    for i in range(12):
+        store.add(f"item {i}".encode(), label=f"item{i:02}.txt", tags=["even" if i % 2 == 0 else "odd"])
+    page = store.find(limit=5)
+    seen = [a.id for a in page.items]
+    assert (page.offset, page.total) == (0, 12)
+    # A new asset arrives while the walk goes on: newest first, it lands before the cursor, so an
+    # offset would now show the last asset of the first page again; the cursor does not.
+    store.add(b"arrived meanwhile", label="late.txt")
+    while page.next_cursor is not None:
+        page = store.find(limit=5, after=page.next_cursor)
+        assert page.offset == len(seen)
+        seen += [a.id for a in page.items]
+    assert len(seen) == len(set(seen)) == 12
+    assert store.find(limit=5, offset=5).items[0].id == seen[4]  # what the offset would have repeated
+    assert page.total == 13
+
+    # With filters and another order, the same pages as by offset.
+    first = store.find(tags="even", order="label", limit=4)
+    second = store.find(tags="even", order="label", limit=4, after=first.next_cursor)
+    assert [a.label for a in second.items] == ["item08.txt", "item10.txt"]
+    assert second.next_cursor is None
+    assert second.next_offset is None
+    assert store.find(limit=100).next_cursor is None
+
+
+def test_find_refuses_a_cursor_made_for_something_else(store: Store) -> None:
+    for i in range(4):
+        store.add(f"item {i}".encode(), tags=["t"] if i % 2 else [])
+    cursor = store.find(limit=1).next_cursor
+    assert cursor is not None
+    cases = [
+        ({"after": "not-a-cursor"}, "after", "not a cursor"),
+        ({"after": cursor[:-3]}, "after", "not a cursor"),
+        ({"after": cursor, "order": "size"}, "after", "order '-created_at'"),
+        ({"after": cursor, "tags": "t"}, "after", "other filters"),
+        ({"after": cursor, "offset": 2}, "offset", "not both"),
+    ]
+    for options, field, reason in cases:
+        with pytest.raises(ValidationError) as info:
+            store.find(limit=1, **options)
+        assert info.value.field == field, options
+        assert reason in str(info.value), options
+    with (
+        assetry.open(
+            root=store.config.storage_url, tenant="other", vectors={"dimension": DIMENSION}
+        ) as other,
+        pytest.raises(ValidationError, match="other filters"),
+    ):
+        other.find(limit=1, after=cursor)
+
+
 def test_search_text_vector_and_similar(store: Store) -> None:
     sunset = store.add(b"1", label="s.png", prompt="golden sunset over the sea", embedding=vec(1, 0))
     forest = store.add(b"2", label="f.png", prompt="dark pine forest", embedding=vec(0, 1))

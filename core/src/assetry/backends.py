@@ -18,6 +18,7 @@ from assetry.content import Content
 from assetry.errors import NotSupported, ValidationError
 from assetry.model import (
     Asset,
+    Cursor,
     Filter,
     Hit,
     LruRow,
@@ -157,6 +158,13 @@ class Catalog(abc.ABC):
 
     @abc.abstractmethod
     def count(self, where: Filter) -> int: ...
+
+    def find_after(self, where: Filter, *, order: str, limit: int, after: Cursor) -> list[Asset]:
+        """The page of `find` that follows ``after`` (see `Cursor`): records strictly after
+        ``(after.key, after.id)`` in the order. This default pages by ``after.offset``; a backend that
+        can filter on the keys overrides it, as an offset sorts every earlier key again (and shifts when
+        records are added or deleted before it)."""
+        return self.find(where, order=order, limit=limit, offset=after.offset)
 
     def ordered_ids(self, where: Filter, *, order: str) -> list[str]:
         """The ids of every record matching the filter, in the order `find` gives (what `Store.iter`

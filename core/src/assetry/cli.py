@@ -373,17 +373,25 @@ def add(
 @click.option("--order", type=click.Choice(ORDERS), default="-created_at", show_default=True)
 @click.option("--limit", "-n", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0)
+@click.option(
+    "--after",
+    metavar="CURSOR",
+    help="Continue after a page: its next_cursor (from --json). Fast however deep, unlike --offset.",
+)
 @json_option
 @pass_context
-def ls(state: Context, /, order: str, limit: int, offset: int, as_json: bool, **kw: Any) -> None:
+def ls(
+    state: Context, /, order: str, limit: int, offset: int, after: str | None, as_json: bool, **kw: Any
+) -> None:
     """List assets, newest first, with filters."""
-    page = state.store().find(order=order, limit=limit, offset=offset, **collect_filters(kw))
+    page = state.store().find(order=order, limit=limit, offset=offset, after=after, **collect_filters(kw))
     if as_json:
         emit_json(
             {
                 "total": page.total,
                 "offset": page.offset,
                 "next_offset": page.next_offset,
+                "next_cursor": page.next_cursor,
                 "items": [asset_json(a) for a in page.items],
             }
         )

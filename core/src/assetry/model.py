@@ -9,7 +9,9 @@ instead of coercing them.
 
 from __future__ import annotations
 
+import base64
 import enum
+import hashlib
 import json
 import math
 import re
@@ -373,17 +375,80 @@ ORDERS = ("created_at", "-created_at", "size", "-size", "label", "-label", "id")
 
 @attrs.frozen
 class Page:
-    """One page of `find` results. ``next_offset`` is None on the last page."""
+    """One page of `find` results. ``next_offset`` is None on the last page; so is ``next_cursor``, the
+    token that continues after this page (``find(after=page.next_cursor)``, with the same filters and
+    order), which stays fast however deep the page and is not shifted by assets added or deleted
+    meanwhile."""
 
     items: list[Asset]
     offset: int
     limit: int
     total: int
+    next_cursor: str | None = None
 
     @property
     def next_offset(self) -> int | None:
         end = self.offset + len(self.items)
         return end if end < self.total else None
+
+
+@attrs.frozen
+class Cursor:
+    """Where a page of `find` ended: the last asset's value of the order's column (``key``; None for
+    the order ``"id"``) and its id, the offset after it, and a digest of the filters it was made for.
+    A catalog continues strictly after ``(key, id)`` in the order; one that cannot (the default
+    `Catalog.find_after`) uses the offset."""
+
+    order: str
+    key: datetime | int | str | None
+    id: str
+    offset: int
+    filters: str
+
+    @classmethod
+    def after(cls, last: Asset, order: str, offset: int, where: Filter) -> Cursor:
+        column = order.lstrip("-")
+        key = None if column == "id" else getattr(last, column)
+        return cls(order, key, last.id, offset, filter_digest(where))
+
+    def encode(self) -> str:
+        key = self.key.isoformat() if isinstance(self.key, datetime) else self.key
+        raw = json.dumps([1, self.order, key, self.id, self.offset, self.filters], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        """The cursor in ``token``; a `ValidationError` on ``after`` if it is not one `encode` made."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            version, order, key, asset_id, offset, filters = json.loads(raw)
+            if version != 1 or order not in ORDERS or not isinstance(asset_id, str):
+                raise ValueError(order)
+            if not isinstance(offset, int) or offset < 0 or not isinstance(filters, str):
+                raise ValueError(offset)
+            column = order.lstrip("-")
+            if column == "created_at":
+                key = datetime.fromisoformat(key)
+            wrong_size = column == "size" and (isinstance(key, bool) or not isinstance(key, int))
+            if wrong_size or (column == "label" and not isinstance(key, str)):
+                raise ValueError(key)
+        except (ValueError, TypeError, UnicodeDecodeError):
+            raise ValidationError("after", "is not a cursor from Page.next_cursor") from None
+        return cls(order, key, asset_id, offset, filters)
+
+
+def filter_digest(where: Filter) -> str:
+    """A short digest of a filter's values: a cursor made for other filters is refused, not misread."""
+    values = attrs.asdict(where, recurse=True, value_serializer=lambda _i, _a, v: _plain(v))
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
 
 
 @attrs.frozen

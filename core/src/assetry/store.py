@@ -46,6 +46,7 @@ from assetry.model import (
     UPDATABLE_FIELDS,
     Asset,
     AssetDraft,
+    Cursor,
     Eviction,
     Filter,
     GcReport,
@@ -61,6 +62,7 @@ from assetry.model import (
     StoreStats,
     UsageEvent,
     check_label,
+    filter_digest,
     utcnow,
 )
 from assetry.plugins import (
@@ -803,15 +805,42 @@ class Store:
         filters["tenant"] = self.tenant
         return _convert.structure(filters, Filter)
 
-    def find(self, *, order: str = "-created_at", limit: int = 50, offset: int = 0, **filters: Any) -> Page:
-        """Assets matching the filters (see `Filter`), in a stable order, one page at a time."""
+    def find(
+        self,
+        *,
+        order: str = "-created_at",
+        limit: int = 50,
+        offset: int = 0,
+        after: str | None = None,
+        **filters: Any,
+    ) -> Page:
+        """Assets matching the filters (see `Filter`), in a stable order, one page at a time.
+
+        :param after: ``page.next_cursor`` of the previous page (same filters and order): continues
+            right after its last asset. Deep pages stay fast (an ``offset`` sorts every earlier key
+            again), and assets added or deleted meanwhile do not shift the pages.
+        """
         _check_order(order)
         if limit <= 0 or offset < 0:
             raise ValidationError("limit" if limit <= 0 else "offset", "must be positive")
         where = self.filter(**filters)
-        items = self.catalog.find(where, order=order, limit=limit, offset=offset)
+        if after is None:
+            items = self.catalog.find(where, order=order, limit=limit, offset=offset)
+        else:
+            if offset:
+                raise ValidationError("offset", "give an offset or a cursor (after), not both")
+            cursor = Cursor.decode(after)
+            if cursor.order != order:
+                raise ValidationError("after", f"was made for order {cursor.order!r}, not {order!r}")
+            if cursor.filters != filter_digest(where):
+                raise ValidationError("after", "was made for other filters (or another tenant)")
+            offset = cursor.offset
+            items = self.catalog.find_after(where, order=order, limit=limit, after=cursor)
         total = self.catalog.count(where) if len(items) == limit or offset else len(items)
-        return Page(items, offset, limit, total)
+        end = offset + len(items)
+        more = items and end < total
+        cursor_next = Cursor.after(items[-1], order, end, where).encode() if more else None
+        return Page(items, offset, limit, total, cursor_next)
 
     def iter(self, *, order: str = "id", **filters: Any) -> Iterator[Asset]:
         """Every matching asset, in ``order``: the matching ids are listed once, then their records read

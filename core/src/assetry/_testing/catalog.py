@@ -23,6 +23,7 @@ values float32 can hold (backends may store float32); hits come best first (`Hit
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from datetime import UTC, datetime, timedelta, timezone
@@ -39,6 +40,7 @@ from assetry.model import (
     ORDERS,
     PROVENANCE_FIELDS,
     Asset,
+    Cursor,
     Filter,
     Kind,
     Links,
@@ -433,6 +435,70 @@ class CatalogContract:
             expected = [a.id for a in catalog.find(where, order=order, limit=100, offset=0)]
             assert catalog.ordered_ids(where, order=order) == expected
             assert Catalog.ordered_ids(catalog, where, order=order) == expected
+
+    @pytest.mark.parametrize("order", ORDERS)
+    def test_find_after_continues_a_page_by_its_keys(self, catalog: Catalog, order: str) -> None:
+        """`find_after` (what `Store.find(after=cursor)` calls) gives the pages `find` gives, ties of the
+        order's column included, whatever the filter; and it continues after the cursor's keys, so a
+        record inserted before the cursor, or the cursor's own record deleted, does not shift the next
+        page. The base class's default (by offset) must give the same pages while nothing changes."""
+        catalog.insert(
+            [
+                make_asset(
+                    size=i % 3,
+                    label=f"{i % 4}.png",
+                    created_at=BASE_TIME + timedelta(seconds=i % 2),
+                    tenant="A" if i % 5 else "B",
+                )
+                for i in range(23)
+            ]
+        )
+        for where in (Filter(), Filter(tenant="A")):
+            expected = [a.id for a in catalog.find(where, order=order, limit=100, offset=0)]
+            for find_after in (catalog.find_after, functools.partial(Catalog.find_after, catalog)):
+                walked: list[str] = []
+                page = catalog.find(where, order=order, limit=4, offset=0)
+                while page:
+                    walked += [a.id for a in page]
+                    cursor = Cursor.after(page[-1], order, len(walked), where)
+                    page = find_after(where, order=order, limit=4, after=cursor)
+                assert walked == expected
+
+    @pytest.mark.parametrize("order", ORDERS)
+    def test_find_after_is_not_shifted_by_changes_before_the_cursor(
+        self, catalog: Catalog, order: str
+    ) -> None:
+        """A catalog that overrides `find_after` continues after the cursor's keys: records inserted
+        before the cursor, or the cursor's own record deleted, do not shift the next page (an offset
+        would)."""
+        if type(catalog).find_after is Catalog.find_after:
+            pytest.skip("this catalog pages by offset (Catalog.find_after's default)")
+        catalog.insert(
+            [
+                make_asset(size=i % 3, label=f"{i % 4}.png", created_at=BASE_TIME + timedelta(seconds=i % 2))
+                for i in range(23)
+            ]
+        )
+        where = Filter()
+        first = catalog.find(where, order=order, limit=5, offset=0)
+        expected_next = [a.id for a in catalog.find(where, order=order, limit=5, offset=5)]
+        cursor = Cursor.after(first[-1], order, 5, where)
+        # Two records that sort before the cursor in this order (the lowest id, size, label ("!" sorts
+        # before digits) and time; or, descending, the highest), and the cursor's own record deleted.
+        descending = order.startswith("-")
+        catalog.insert(
+            [
+                make_asset(
+                    id=(("f" if descending else "0") * 31) + str(n),
+                    size=1000 if descending else 0,
+                    label="zzz.png" if descending else "!.png",
+                    created_at=BASE_TIME + timedelta(days=1 if descending else -1),
+                )
+                for n in range(2)
+            ]
+        )
+        catalog.delete([first[-1].id])
+        assert [a.id for a in catalog.find_after(where, order=order, limit=5, after=cursor)] == expected_next
 
     def test_unknown_order_is_a_validation_error(self, catalog: Catalog) -> None:
         with pytest.raises(ValidationError) as info:

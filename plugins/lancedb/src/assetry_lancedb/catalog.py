@@ -52,6 +52,7 @@ from assetry.errors import AssetNotFound, AssetryError, BackendError, ConfigErro
 from assetry.model import (
     SCHEMA_VERSION,
     Asset,
+    Cursor,
     Filter,
     Hit,
     LruRow,
@@ -722,8 +723,22 @@ class LanceCatalog(Catalog):
             raise ValidationError("offset", f"must be >= 0, got {offset}")
         if limit == 0:
             return []
+        return self._page(sql.where_clause(where), ordering, limit, offset)
+
+    def find_after(self, where: Filter, *, order: str, limit: int, after: Cursor) -> list[Asset]:
+        """The page after a cursor, by its keys: a filter on the sort columns instead of an offset, so
+        LanceDB keeps the top ``limit`` rows of a sort, not the top ``offset + limit`` (at 1M rows a page
+        half-way took ~2 s by offset)."""
+        ordering = sql.order_columns(order)
+        if limit <= 0:
+            raise ValidationError("limit", f"must be > 0, got {limit}")
+        clause = sql.where_clause(where, sql.after_clause(ordering, after.key, after.id))
+        return self._page(clause, ordering, limit, 0)
+
+    def _page(
+        self, clause: str | None, ordering: list[tuple[str, bool]], limit: int, offset: int
+    ) -> list[Asset]:
         # Two reads: the page's ids, sorted by their keys alone, then the page's records by id.
-        clause = sql.where_clause(where)
         query = self._sorted_ids(ordering, clause).limit(limit).offset(offset)
         for _ in range(FIND_ATTEMPTS):
             ids = query.to_arrow().column(rows.PRIMARY_KEY).to_pylist()

@@ -47,6 +47,27 @@ def timestamp(value: datetime, field: str) -> str:
     return f"TIMESTAMP '{utc.strftime('%Y-%m-%dT%H:%M:%S.%f')}+00:00'"
 
 
+def after_clause(ordering: Sequence[tuple[str, bool]], key: object, last_id: str) -> str:
+    """Rows strictly after ``(key, last_id)`` in ``ordering`` (from `order_columns`: the order's column,
+    then the id ascending): what follows a cursor's page."""
+    after_id = f"id > {quote(last_id)}"
+    column, ascending = ordering[0]
+    if column == "id":
+        return after_id
+    if column == "created_at":
+        if not isinstance(key, datetime):
+            raise ValidationError("after", "is not a cursor for this order")
+        literal = timestamp(key, "after")
+    elif column == "size":
+        literal = str(_integer(key, "after"))
+    elif isinstance(key, str):
+        literal = quote(key)
+    else:
+        raise ValidationError("after", "is not a cursor for this order")
+    beyond = ">" if ascending else "<"
+    return f"({column} {beyond} {literal} OR ({column} = {literal} AND {after_id}))"
+
+
 def _integer(value: object, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(field, f"expected an integer, got {value!r}")
