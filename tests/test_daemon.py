@@ -178,21 +178,14 @@ def test_the_callers_environment_configures_the_command(daemon: dict[str, str], 
     assert (tmp_path / "from-env").is_dir()
 
 
-@pytest.mark.parametrize(
-    ("signum", "expected"),
-    [(signal.SIGINT, 1), (signal.SIGTERM, -signal.SIGTERM)],
-    ids=["ctrl-c", "terminate"],
-)
-def test_signals_reach_the_command(
-    daemon: dict[str, str], tmp_path: Path, signum: signal.Signals, expected: int
-) -> None:
+def _rm_at_its_prompt(daemon: dict[str, str], tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+    """An `assetry rm` waiting at its confirmation prompt (on stdin, which nobody writes to), and the id
+    of the asset it would delete."""
     (tmp_path / "a.txt").write_text("asked about")
-    asset = json.loads(assetry(daemon, "--root", "s", "add", "a.txt", "--json", cwd=tmp_path).stdout)[
-        "assets"
-    ][0]
-    # `rm` asks for confirmation and waits on stdin, which this test never writes to.
+    added = json.loads(assetry(daemon, "--root", "s", "add", "a.txt", "--json", cwd=tmp_path).stdout)
+    asset_id = added["assets"][0]["id"]
     client = subprocess.Popen(
-        [sys.executable, "-m", "assetry", "--root", "s", "rm", asset["id"]],
+        [sys.executable, "-m", "assetry", "--root", "s", "rm", asset_id],
         cwd=tmp_path,
         env=daemon,
         stdin=subprocess.PIPE,
@@ -202,11 +195,23 @@ def test_signals_reach_the_command(
     )
     assert client.stderr is not None
     prompt = ""
-    while "[y/N]" not in prompt:  # the command is at its prompt (the signal may not come earlier)
+    while "[y/N]" not in prompt:  # the command is at its prompt (a signal must not come earlier)
         chunk = os.read(client.stderr.fileno(), 1024)
         assert chunk, f"the command ended before its prompt: {prompt}"
         prompt += chunk.decode()
     assert status(daemon, tmp_path)["commands_running"] == 1
+    return client, asset_id
+
+
+@pytest.mark.parametrize(
+    ("signum", "expected"),
+    [(signal.SIGINT, 1), (signal.SIGTERM, -signal.SIGTERM)],
+    ids=["ctrl-c", "terminate"],
+)
+def test_signals_reach_the_command(
+    daemon: dict[str, str], tmp_path: Path, signum: signal.Signals, expected: int
+) -> None:
+    client, asset_id = _rm_at_its_prompt(daemon, tmp_path)
     client.send_signal(signum)
     _, stderr = client.communicate(timeout=60)
     assert client.returncode == expected, stderr
@@ -214,26 +219,18 @@ def test_signals_reach_the_command(
         assert "Aborted" in stderr  # click's answer to Ctrl-C at a prompt
     assert status(daemon, tmp_path)["commands_running"] == 0
     listed = json.loads(assetry(daemon, "--root", "s", "ls", "--json", cwd=tmp_path).stdout)
-    assert [a["id"] for a in listed["items"]] == [asset["id"]]
+    assert [a["id"] for a in listed["items"]] == [asset_id]
 
 
 def test_a_killed_client_takes_its_command_with_it(daemon: dict[str, str], tmp_path: Path) -> None:
-    (tmp_path / "a.txt").write_text("asked about")
-    asset = json.loads(assetry(daemon, "--root", "s", "add", "a.txt", "--json", cwd=tmp_path).stdout)[
-        "assets"
-    ][0]
-    client = subprocess.Popen(
-        [sys.executable, "-m", "assetry", "--root", "s", "rm", asset["id"]],
-        cwd=tmp_path,
-        env=daemon,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(lambda: status(daemon, tmp_path)["commands_running"] == 1, "the command to start")
+    client, _ = _rm_at_its_prompt(daemon, tmp_path)
     client.kill()
     client.wait(timeout=30)
+    # The prompt's stdin stays open here (closing it would end the prompt): only the daemon ends it.
     wait_for(lambda: status(daemon, tmp_path)["commands_running"] == 0, "the orphaned command to end")
+    for pipe in (client.stdin, client.stdout, client.stderr):
+        assert pipe is not None
+        pipe.close()
 
 
 def test_no_daemon_when_disabled_or_stopped(daemon: dict[str, str], tmp_path: Path) -> None:

@@ -224,6 +224,21 @@ _FILTER_CASES: list[tuple[str, Filter, set[str]]] = [
 ]
 
 
+def _insert_with_ties(catalog: Catalog) -> None:
+    """23 records that tie on every order's column (sizes, labels, times), of two tenants."""
+    catalog.insert(
+        [
+            make_asset(
+                size=i % 3,
+                label=f"{i % 4}.png",
+                created_at=BASE_TIME + timedelta(seconds=i % 2),
+                tenant="A" if i % 5 else "B",
+            )
+            for i in range(23)
+        ]
+    )
+
+
 class CatalogContract:
     """Behaviour every catalog backend must have. See the module docstring for how to use it."""
 
@@ -420,17 +435,7 @@ class CatalogContract:
         """`ordered_ids` (what `Store.iter` walks) lists what `find` pages through, in the same order,
         ties included; the base class's paging default (here 4 records a page) must agree with it."""
         monkeypatch.setattr(backends, "ORDERED_IDS_PAGE", 4)
-        catalog.insert(
-            [
-                make_asset(
-                    size=i % 3,
-                    label=f"{i % 4}.png",
-                    created_at=BASE_TIME + timedelta(seconds=i % 2),
-                    tenant="A" if i % 5 else "B",
-                )
-                for i in range(23)
-            ]
-        )
+        _insert_with_ties(catalog)
         for where in (Filter(), Filter(tenant="A"), Filter(tenant="nobody")):
             expected = [a.id for a in catalog.find(where, order=order, limit=100, offset=0)]
             assert catalog.ordered_ids(where, order=order) == expected
@@ -442,17 +447,7 @@ class CatalogContract:
         order's column included, whatever the filter; and it continues after the cursor's keys, so a
         record inserted before the cursor, or the cursor's own record deleted, does not shift the next
         page. The base class's default (by offset) must give the same pages while nothing changes."""
-        catalog.insert(
-            [
-                make_asset(
-                    size=i % 3,
-                    label=f"{i % 4}.png",
-                    created_at=BASE_TIME + timedelta(seconds=i % 2),
-                    tenant="A" if i % 5 else "B",
-                )
-                for i in range(23)
-            ]
-        )
+        _insert_with_ties(catalog)
         for where in (Filter(), Filter(tenant="A")):
             expected = [a.id for a in catalog.find(where, order=order, limit=100, offset=0)]
             for find_after in (catalog.find_after, functools.partial(Catalog.find_after, catalog)):
@@ -473,12 +468,7 @@ class CatalogContract:
         would)."""
         if type(catalog).find_after is Catalog.find_after:
             pytest.skip("this catalog pages by offset (Catalog.find_after's default)")
-        catalog.insert(
-            [
-                make_asset(size=i % 3, label=f"{i % 4}.png", created_at=BASE_TIME + timedelta(seconds=i % 2))
-                for i in range(23)
-            ]
-        )
+        _insert_with_ties(catalog)
         where = Filter()
         first = catalog.find(where, order=order, limit=5, offset=0)
         expected_next = [a.id for a in catalog.find(where, order=order, limit=5, offset=5)]
