@@ -79,7 +79,8 @@ class CodeFingerprint:
 
     @staticmethod
     def _scan() -> dict[str, int]:
-        paths = {d for d in sys.path if d and os.path.isdir(d)}
+        # Not sys.path[0]: the daemon's working directory, replaced by the client's in each child.
+        paths = {d for d in sys.path[1:] if d and os.path.isdir(d)}
         for module in list(sys.modules.values()):
             path = getattr(module, "__file__", None)
             if path:
