@@ -127,8 +127,8 @@ class Daemon:
             raise SystemExit(f"assetry daemon: {directory} must be a directory only this user can use")
         if len(self.path.encode()) > _launch._MAX_SOCKET_PATH:
             raise SystemExit(f"assetry daemon: socket path too long ({self.path}); set {_launch.DIR_ENV}")
-        # Held for the daemon's life: of two daemons started at once, the second would otherwise
-        # replace the first one's socket, and the first would idle, unreachable.
+        # Held while the daemon accepts commands: of two daemons started at once, the second would
+        # otherwise replace the first one's socket, and the first would idle, unreachable.
         self._lock = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
