@@ -21,7 +21,6 @@ import argparse
 import atexit
 import contextlib
 import errno
-import fcntl
 import gc
 import importlib
 import io
@@ -129,6 +128,8 @@ class Daemon:
             raise SystemExit(f"assetry daemon: socket path too long ({self.path}); set {_launch.DIR_ENV}")
         # Held while the daemon accepts commands: of two daemons started at once, the second would
         # otherwise replace the first one's socket, and the first would idle, unreachable.
+        import fcntl  # Unix only, as the daemon is (the command line runs in-process elsewhere)
+
         self._lock = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
