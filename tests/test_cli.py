@@ -80,6 +80,14 @@ def test_add_ls_show_cat(project: Path) -> None:
     assert [a["id"] for a in first_page["items"] + rest["items"]] == [a["id"] for a in listing["items"]]
     assert rest["offset"] == 2
     assert rest["next_cursor"] is None
+    footer = run("ls", "--tag", "batch", "-n", "1", "--after", first_page["next_cursor"]).output
+    assert "(3-3 of 3)" in footer  # the last page: no next
+    middle = run("ls", "--tag", "batch", "-n", "1").output
+    assert "next page: --offset 1" in middle
+    cursor = json.loads(ok("ls", "--tag", "batch", "-n", "1", "--json").output)["next_cursor"]
+    second = ["ls", "--tag", "batch", "-n", "1", "--after", cursor]
+    after_second = json.loads(ok(*second, "--json").output)["next_cursor"]
+    assert f"(2-2 of 3; next page: --after {after_second})" in run(*second).output
     wrong = run("ls", "-n", "2", "--after", first_page["next_cursor"])  # without the tag it was made for
     assert wrong.exit_code == 1
     assert "after: was made for other filters" in wrong.output

@@ -398,7 +398,12 @@ def ls(
         return
     print_table(asset_rows(page.items), ASSET_HEADERS)
     shown = f"{page.offset + 1}-{page.offset + len(page.items)}" if page.items else "0"
-    more = f"; next page: --offset {page.next_offset}" if page.next_offset is not None else ""
+    if page.next_offset is None:
+        more = ""
+    elif after is not None:  # paging by cursor: go on that way
+        more = f"; next page: --after {page.next_cursor}"
+    else:
+        more = f"; next page: --offset {page.next_offset}"
     click.echo(f"({shown} of {page.total}{more})", err=True)
 
 
