@@ -43,7 +43,7 @@ IMPORT_TIME_ENV = (
 would not behave as this process would, so they are part of the socket's name."""
 
 _FORWARDED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
-_MAX_SOCKET_PATH = 100  # sun_path holds 104 to 108 bytes depending on the system
+MAX_SOCKET_PATH = 100  # sun_path holds 104 to 108 bytes depending on the system
 
 
 def supported() -> bool:
@@ -112,7 +112,7 @@ def private_dir(path: str, *, create: bool) -> bool:
 
 def connect(path: str, timeout: float | None = 5.0) -> socket.socket | None:
     """A connection to the daemon at ``path``, or None if none is listening there."""
-    if len(path.encode()) > _MAX_SOCKET_PATH or not private_dir(os.path.dirname(path), create=False):
+    if len(path.encode()) > MAX_SOCKET_PATH or not private_dir(os.path.dirname(path), create=False):
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -241,7 +241,7 @@ def _start_for_next_time() -> None:
     at once start two, of which one gives up (the daemon's lock)."""
     path = socket_path()
     with contextlib.suppress(OSError):  # this command runs in-process anyway
-        if len(path.encode()) <= _MAX_SOCKET_PATH and private_dir(os.path.dirname(path), create=True):
+        if len(path.encode()) <= MAX_SOCKET_PATH and private_dir(os.path.dirname(path), create=True):
             spawn(path, AUTO_IDLE_SECONDS)
 
 

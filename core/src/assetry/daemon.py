@@ -124,7 +124,7 @@ class Daemon:
         directory = os.path.dirname(self.path)
         if not _launch.private_dir(directory, create=True):
             raise SystemExit(f"assetry daemon: {directory} must be a directory only this user can use")
-        if len(self.path.encode()) > _launch._MAX_SOCKET_PATH:
+        if len(self.path.encode()) > _launch.MAX_SOCKET_PATH:
             raise SystemExit(f"assetry daemon: socket path too long ({self.path}); set {_launch.DIR_ENV}")
         # Held while the daemon accepts commands: of two daemons started at once, the second would
         # otherwise replace the first one's socket, and the first would idle, unreachable.
