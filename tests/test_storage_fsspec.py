@@ -687,3 +687,33 @@ def test_a_small_local_put_hands_its_head_to_sniffing(tmp_path: Path) -> None:
     content.forget_head()
     with pytest.raises(FileNotFoundError):
         content.head()  # forgotten: read from the source again
+
+
+def test_local_lock_is_shared_by_ingests_and_exclusive_for_deletion(tmp_path: Path) -> None:
+    store = local_store(tmp_path / "store")
+    acquired = threading.Event()
+
+    def take(exclusive: bool) -> None:
+        with store.lock(exclusive=exclusive):
+            acquired.set()
+
+    with store.lock(exclusive=False):
+        other_ingest = threading.Thread(target=take, args=(False,))
+        other_ingest.start()
+        other_ingest.join(timeout=30)
+        assert acquired.is_set()  # ingests do not wait for each other
+        acquired.clear()
+        deletion = threading.Thread(target=take, args=(True,))
+        deletion.start()
+        deletion.join(timeout=0.5)
+        assert not acquired.is_set()  # a deletion waits for the ingest
+    deletion.join(timeout=30)
+    assert acquired.is_set()
+    assert (tmp_path / "store" / "store.lock").is_file()
+
+
+def test_remote_stores_hold_no_lock(memory_url: str) -> None:
+    store = FsspecBlobStore.from_spec(StorageSpec(url=memory_url, digest="blake3"))
+    with store.lock(exclusive=True), store.lock(exclusive=True):
+        pass  # would wait forever if it locked
+    assert memory_files(memory_url) == {}

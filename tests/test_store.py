@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -412,6 +413,48 @@ def test_find_refuses_a_cursor_made_for_something_else(store: Store) -> None:
         pytest.raises(ValidationError, match="other filters"),
     ):
         other.find(limit=1, after=cursor)
+
+
+def test_gc_waits_for_an_ingest_that_found_its_blob_stored(
+    store_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race between GC and ingest, in two stores on one root (as two processes would have): an
+    ingest finds a blob already stored, and before it commits the record that references it, GC
+    evicts the only other asset holding that blob. GC waits for the ingest's commit (the store lock),
+    then counts the new reference and keeps the blob."""
+    import threading
+
+    options = {"vectors": {"dimension": DIMENSION}, "usage": {"enabled": False}}
+    with assetry.open(root=store_root, **options) as first:
+        shared = first.add(b"the frame both assets show", label="old.png")
+    gc_report: list[assetry.GcReport] = []
+    collector = assetry.open(root=store_root, **options)
+    gc_thread = threading.Thread(target=lambda: gc_report.append(collector.gc(0)))
+
+    class StartGcMidIngest:
+        """Runs when the ingest's new content is stored, after the shared blob was found (one put at
+        a time, in order): GC starts here and must wait."""
+
+        @hookimpl
+        def assetry_ingest(self, draft: Any, content: Any, config: Any) -> None:
+            if gc_thread.ident is None:  # the first enrichment only
+                gc_thread.start()
+                gc_thread.join(timeout=1.0)
+                assert gc_thread.is_alive(), "GC ran while an ingest held the store"
+
+    monkeypatch.setattr("assetry_fsspec.storage.LOCAL_PUT_WORKERS", 1)
+    with assetry.open(root=store_root, register=[StartGcMidIngest()], **options) as ingesting:
+        report = ingesting.add_many(
+            [(b"the frame both assets show", {"label": "new.png"}), (b"a new frame", {"label": "x.png"})]
+        )
+        gc_thread.join(timeout=60)
+        assert not gc_thread.is_alive()
+        kept = ingesting.get(report.assets[0].id)
+        assert kept.digest == shared.digest
+        assert ingesting.read(kept.id) == b"the frame both assets show"
+    # GC's scan, made before the lock, chose every asset it then saw: the old one went.
+    assert [v.asset_id for v in gc_report[0].evicted] == [shared.id]
+    collector.close()
 
 
 def test_search_text_vector_and_similar(store: Store) -> None:

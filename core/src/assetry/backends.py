@@ -8,6 +8,7 @@ contract tests every implementation must pass.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, BinaryIO
@@ -51,6 +52,16 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def put(self, content: Content) -> StoredBlob:
         """Store content under its digest, unless a blob with that digest exists (then write nothing)."""
+
+    def lock(self, *, exclusive: bool) -> contextlib.AbstractContextManager[None]:
+        """A lock over the whole store, across processes, if the backend can hold one.
+
+        Ingest holds it shared from its first put to its catalog commit; deletion (`Store.delete`,
+        `Store.gc`) holds it exclusive from removing records to deleting the blobs they no longer
+        reference. So a blob that an ingest found already stored is not deleted before the ingest's
+        record references it. This default holds nothing: a backend without locks keeps that window
+        open (see Known limitations in the architecture page)."""
+        return contextlib.nullcontext()
 
     def put_many(self, contents: Sequence[Content]) -> list[StoredBlob]:
         """Store several contents. Backends override this to batch or parallelise uploads."""

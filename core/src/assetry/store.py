@@ -489,41 +489,43 @@ class Store:
             if blob.written and draft.id is None:
                 enriched[index] = self._enrich(draft, content)
 
-        stored = self._put_blobs([content for content, _ in batch], progress, enrich_new_content)
-        assets: list[Asset] = []
-        new: list[Asset] = []
-        try:
-            existing = self._find_duplicates(batch, stored) if on_duplicate == "skip" else {}
-            for index, ((content, draft), blob) in enumerate(zip(batch, stored, strict=True)):
-                # Duplicates are judged on what the caller gave (label or file name, project, tenant),
-                # before enrichment, which then runs only for content that is new to the catalog.
-                key = (blob.digest, self._label(draft, content, None), draft.project, draft.tenant)
-                if draft.id is not None and draft.id in taken:
-                    held = taken[draft.id]
-                    if (held.digest, held.label, held.project, held.tenant) != key:
-                        raise ValidationError(
-                            "id", f"{draft.id!r} already exists with other content or label"
-                        )
-                    assets.append(held)
-                    continue
-                if key in existing:
-                    assets.append(existing[key])
-                    continue
-                full = enriched[index] if index in enriched else self._enrich(draft, content)
-                # The plugins read the source after it was stored: if it changed meanwhile (a generator
-                # still writing), the metadata may describe other bytes than the blob holds.
-                content.check_unchanged()
-                self._check_embedding(full)
-                asset = self._build_asset(full, content, blob.digest, blob.size)
-                existing[key] = asset  # the same file twice in one batch is one asset too
-                assets.append(asset)
-                new.append(asset)
-            if new:
-                self.catalog.insert(new)
-        except BaseException:
-            # An enrichment plugin's invalid value or a failed commit: nothing of this batch stays.
-            self._discard_new_blobs(stored)
-            raise
+        # Shared with other ingests; a deletion waits until this batch's records are committed.
+        with self.blobs.lock(exclusive=False):
+            stored = self._put_blobs([content for content, _ in batch], progress, enrich_new_content)
+            assets: list[Asset] = []
+            new: list[Asset] = []
+            try:
+                existing = self._find_duplicates(batch, stored) if on_duplicate == "skip" else {}
+                for index, ((content, draft), blob) in enumerate(zip(batch, stored, strict=True)):
+                    # Duplicates are judged on what the caller gave (label or file name, project, tenant),
+                    # before enrichment, which then runs only for content that is new to the catalog.
+                    key = (blob.digest, self._label(draft, content, None), draft.project, draft.tenant)
+                    if draft.id is not None and draft.id in taken:
+                        held = taken[draft.id]
+                        if (held.digest, held.label, held.project, held.tenant) != key:
+                            raise ValidationError(
+                                "id", f"{draft.id!r} already exists with other content or label"
+                            )
+                        assets.append(held)
+                        continue
+                    if key in existing:
+                        assets.append(existing[key])
+                        continue
+                    full = enriched[index] if index in enriched else self._enrich(draft, content)
+                    # The plugins read the source after it was stored: if it changed meanwhile (a generator
+                    # still writing), the metadata may describe other bytes than the blob holds.
+                    content.check_unchanged()
+                    self._check_embedding(full)
+                    asset = self._build_asset(full, content, blob.digest, blob.size)
+                    existing[key] = asset  # the same file twice in one batch is one asset too
+                    assets.append(asset)
+                    new.append(asset)
+                if new:
+                    self.catalog.insert(new)
+            except BaseException:
+                # An enrichment plugin's invalid value or a failed commit: nothing of this batch stays.
+                self._discard_new_blobs(stored)
+                raise
         if new:
             self.plugins.hook.assetry_index(assets=new, store=self)
         written = [b for b in stored if b.written]
@@ -965,15 +967,18 @@ class Store:
         ``victims`` are (id, digest, size)."""
         if not victims:
             return 0, 0
-        self.catalog.delete([asset_id for asset_id, _, _ in victims])
-        sizes = {digest: size for _, digest, size in victims if digest}
-        refs = self.catalog.digest_references(sizes)
         deleted = freed = 0
-        for digest, size in sizes.items():
-            if refs.get(digest, 0) == 0:
-                self.blobs.delete(digest)
-                deleted += 1
-                freed += size
+        # Exclusive: an ingest that found one of these blobs stored commits its record first, and the
+        # recount below sees it.
+        with self.blobs.lock(exclusive=True):
+            self.catalog.delete([asset_id for asset_id, _, _ in victims])
+            sizes = {digest: size for _, digest, size in victims if digest}
+            refs = self.catalog.digest_references(sizes)
+            for digest, size in sizes.items():
+                if refs.get(digest, 0) == 0:
+                    self.blobs.delete(digest)
+                    deleted += 1
+                    freed += size
         return deleted, freed
 
     # -- eviction -------------------------------------------------------------------------------------

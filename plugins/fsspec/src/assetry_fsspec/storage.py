@@ -56,6 +56,8 @@ logger = logging.getLogger(__name__)
 
 BLOBS = "blobs"
 TMP = "tmp"
+LOCK = "store.lock"
+"""The lock file of a local store (`FsspecBlobStore.lock`), beside ``blobs/``."""
 _TMP_SUFFIX = ".tmp"
 _USERINFO = re.compile(r"^[^/@]*@")
 
@@ -186,6 +188,14 @@ class FsspecBlobStore(BlobStore):
         if self.is_local:
             return LOCAL_PUT_WORKERS
         return S3_PUT_WORKERS if self.is_s3 else 1
+
+    def lock(self, *, exclusive: bool) -> contextlib.AbstractContextManager[None]:
+        """On local disk, ``flock`` on ``store.lock`` in the store's directory (shared by every process
+        and thread that opens the store: each acquisition opens the file anew). Remote stores hold no
+        lock (object stores have none to offer)."""
+        if not self.is_local or sys.platform == "win32":  # (Windows has no flock)
+            return contextlib.nullcontext()
+        return _flock(f"{self.root}/{LOCK}", exclusive)
 
     def put(self, content: Content) -> StoredBlob:
         """Store content under its digest, unless it is already stored (then write nothing).
@@ -906,3 +916,20 @@ def _preallocate(fd: int, size: int) -> None:
     code = _FALLOCATE(fd, size)
     if code in (errno.ENOSPC, errno.EDQUOT):
         raise OSError(code, os.strerror(code))
+
+
+@contextlib.contextmanager
+def _flock(path: str, exclusive: bool) -> Iterator[None]:
+    import fcntl
+
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except FileNotFoundError:  # a store directory removed since this object created it
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, flags, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
