@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -455,6 +456,62 @@ def test_gc_waits_for_an_ingest_that_found_its_blob_stored(
     # GC's scan, made before the lock, chose every asset it then saw: the old one went.
     assert [v.asset_id for v in gc_report[0].evicted] == [shared.id]
     collector.close()
+
+
+def test_a_failed_ingest_keeps_a_blob_another_ingest_found(
+    store_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two ingests of the same content in two stores on one root: the first writes the blob and then
+    fails (a plugin's error); the second found the blob stored and has not committed yet. The failed
+    one removes what it wrote only after the other's commit (the store lock), so the blob stays."""
+    import threading
+
+    options = {"vectors": {"dimension": DIMENSION}, "usage": {"enabled": False}}
+    monkeypatch.setattr("assetry_fsspec.storage.LOCAL_PUT_WORKERS", 1)
+    second_found_it = threading.Event()
+    failures: list[BaseException] = []
+
+    class FailAfterTheOtherFoundIt:
+        @hookimpl
+        def assetry_ingest(self, draft: Any, content: Any, config: Any) -> None:
+            assert second_found_it.wait(timeout=60)
+            raise ValidationError("label", "refused by a plugin (on purpose)")
+
+    def first_ingest() -> None:
+        with assetry.open(root=store_root, register=[FailAfterTheOtherFoundIt()], **options) as first:
+            try:
+                first.add(b"the same frame", label="a.png")
+            except ValidationError as exc:
+                failures.append(exc)
+
+    class HoldTheCommit:
+        """In the second ingest, after its put found the blob (one put at a time, in order): let the
+        first ingest fail now, and give its discard time to run if nothing held it."""
+
+        @hookimpl
+        def assetry_ingest(self, draft: Any, content: Any, config: Any) -> None:
+            if not second_found_it.is_set():
+                second_found_it.set()
+                first.join(timeout=1.0)
+                assert first.is_alive(), "the failed ingest's discard did not wait for this commit"
+
+    first = threading.Thread(target=first_ingest)
+    digest = digest_bytes(b"the same frame", "blake3")
+    first.start()
+    # The first ingest's blob must be stored before the second ingest's put looks for it.
+    wait_until = time.monotonic() + 60
+    while not (store_root / "blobs").exists() or not any((store_root / "blobs").rglob(digest.split(":")[1])):
+        assert time.monotonic() < wait_until, "the first ingest never stored its blob"
+        time.sleep(0.01)
+    with assetry.open(root=store_root, register=[HoldTheCommit()], **options) as second:
+        report = second.add_many(
+            [(b"the same frame", {"label": "b.png"}), (b"another frame", {"label": "c.png"})]
+        )
+        first.join(timeout=60)
+        assert [str(f) for f in failures] == ["label: refused by a plugin (on purpose)"]
+        found = report.assets[0]
+        assert found.digest == digest
+        assert second.read(found.id) == b"the same frame"
 
 
 def test_search_text_vector_and_similar(store: Store) -> None:

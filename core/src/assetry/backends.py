@@ -57,10 +57,10 @@ class BlobStore(abc.ABC):
         """A lock over the whole store, across processes, if the backend can hold one.
 
         Ingest holds it shared from its first put to its catalog commit; deletion (`Store.delete`,
-        `Store.gc`) holds it exclusive from removing records to deleting the blobs they no longer
-        reference. So a blob that an ingest found already stored is not deleted before the ingest's
-        record references it. This default holds nothing: a backend without locks keeps that window
-        open (see Known limitations in the architecture page)."""
+        `Store.gc`, a failed ingest removing what it wrote) holds it exclusive from removing records to
+        deleting the blobs they no longer reference. So a blob that an ingest found already stored is
+        not deleted before the ingest's record references it. This default holds nothing: a backend
+        without locks keeps that window open (see Known limitations in the architecture page)."""
         return contextlib.nullcontext()
 
     def put_many(self, contents: Sequence[Content]) -> list[StoredBlob]:

@@ -489,12 +489,13 @@ class Store:
             if blob.written and draft.id is None:
                 enriched[index] = self._enrich(draft, content)
 
-        # Shared with other ingests; a deletion waits until this batch's records are committed.
-        with self.blobs.lock(exclusive=False):
-            stored = self._put_blobs([content for content, _ in batch], progress, enrich_new_content)
-            assets: list[Asset] = []
-            new: list[Asset] = []
-            try:
+        done: list[StoredBlob] = []  # every blob put, for the discard if anything fails
+        try:
+            # Shared with other ingests; a deletion waits until this batch's records are committed.
+            with self.blobs.lock(exclusive=False):
+                stored = self._put_blobs([c for c, _ in batch], progress, enrich_new_content, done)
+                assets: list[Asset] = []
+                new: list[Asset] = []
                 existing = self._find_duplicates(batch, stored) if on_duplicate == "skip" else {}
                 for index, ((content, draft), blob) in enumerate(zip(batch, stored, strict=True)):
                     # Duplicates are judged on what the caller gave (label or file name, project, tenant),
@@ -522,10 +523,12 @@ class Store:
                     new.append(asset)
                 if new:
                     self.catalog.insert(new)
-            except BaseException:
-                # An enrichment plugin's invalid value or a failed commit: nothing of this batch stays.
-                self._discard_new_blobs(stored)
-                raise
+        except BaseException:
+            # A failed put, an enrichment plugin's invalid value or a failed commit: nothing of this
+            # batch stays. Outside the shared lock: the discard is a deletion, which waits for other
+            # ingests to commit (one may have found a blob this batch wrote, and reference it).
+            self._discard_new_blobs(done)
+            raise
         if new:
             self.plugins.hook.assetry_index(assets=new, store=self)
         written = [b for b in stored if b.written]
@@ -537,15 +540,16 @@ class Store:
         self,
         contents: Sequence[Content],
         progress: Callable[[int], None] | None,
-        on_stored: Callable[[int, StoredBlob], None] | None = None,
+        on_stored: Callable[[int, StoredBlob], None] | None,
+        done: list[StoredBlob],
     ) -> list[StoredBlob]:
         """Store every content's blob, in parallel where the backend allows it (``put_workers``).
 
         Hashing and copying release the GIL, so a local store on two cores writes small files faster
         than one ``cp`` process. ``on_stored(index, blob)`` runs in this thread as each blob is stored,
-        while the others are still being written. On any failure (of a put or of ``on_stored``), the
-        blobs this call wrote are removed again (unless something else references them) and the first
-        failure, in input order, is raised.
+        while the others are still being written. Every blob put goes into ``done``, failure or not; on
+        any failure (of a put or of ``on_stored``) the first, in input order, is raised, and removing
+        the blobs written is the caller's (`_discard_new_blobs`, outside the shared store lock).
         """
         workers = max(1, min(self.blobs.put_workers, len(contents)))
         stored: list[StoredBlob | None] = [None] * len(contents)
@@ -611,9 +615,9 @@ class Store:
                         failures.setdefault(index, outcome)
                     else:
                         stored[index] = outcome
-        done = [blob for blob in stored if blob is not None]
+        put = [blob for blob in stored if blob is not None]
+        done.extend(put)
         if failures:
-            self._discard_new_blobs(done)
             index = min(failures)
             failure = failures[index]
             if isinstance(failure, OSError):
@@ -623,7 +627,7 @@ class Store:
         # Equal contents put at the same moment may both report a write: count one write per digest.
         # (Only an earlier *write* of the digest demotes a later one: an earlier put that found the blob
         # already stored, because a concurrent put had just written it, must not cancel that write.)
-        return _one_write_per_digest(done)
+        return _one_write_per_digest(put)
 
     def _find_duplicates(
         self, batch: list[tuple[Content, AssetDraft]], stored: list[StoredBlob]
@@ -680,12 +684,13 @@ class Store:
         )
 
     def _discard_new_blobs(self, stored: Sequence[StoredBlob]) -> None:
-        """After a failed catalog commit, remove the blobs this batch wrote, unless something else
-        references them (a concurrent writer may have committed the same content)."""
+        """After a failed ingest, remove the blobs it wrote, unless something else references them (a
+        concurrent writer may have committed the same content). Under the store's exclusive lock, so
+        never call it while holding the shared one."""
         fresh = {b.digest for b in stored if b.written}
         if not fresh:
             return
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), self.blobs.lock(exclusive=True):
             refs = self.catalog.digest_references(fresh)
             for digest in fresh:
                 if refs.get(digest, 0) == 0:
