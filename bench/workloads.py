@@ -396,15 +396,14 @@ def child_ingest(root: str, src: str) -> dict[str, Any]:
     The peak is VmHWM, not getrusage: ru_maxrss survives exec, so a child started from the (large)
     bench process would report the parent's size."""
     store = open_store(Path(root))
-    rss_before = _rss_mib()
-    split_before = _rss_split_mib()
+    before = memory_mib()
     # Private memory is sampled (the kernel keeps a peak only of the total): every 5 ms, ~20 us each.
-    peak_anon = [split_before["anon"]]
+    peak_anon = [before["RssAnon"]]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.005):
-            peak_anon.append(_rss_split_mib()["anon"])
+            peak_anon.append(memory_mib()["RssAnon"])
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -417,28 +416,23 @@ def child_ingest(root: str, src: str) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "assets": len(report.assets),
-        "rss_before_mib": rss_before,
-        "rss_file_before_mib": split_before["file"],
-        "rss_anon_before_mib": split_before["anon"],
+        "rss_before_mib": before["VmRSS"],
+        "rss_file_before_mib": before["RssFile"],
+        "rss_anon_before_mib": before["RssAnon"],
         "peak_anon_mib": max(peak_anon),
-        "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_mib": memory_mib()["VmHWM"],
     }
 
 
-def _rss_split_mib() -> dict[str, float]:
-    """Resident memory that is the process's own (anonymous) and that maps files (shared libraries)."""
-    split = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(("RssAnon:", "RssFile:")):
-            split[line[3:7].lower()] = int(line.split()[1]) / 1024
-    return split
-
-
-def peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+def memory_mib() -> dict[str, float]:
+    """This process's memory from /proc/self/status, in MiB: resident now (VmRSS) and at its peak
+    (VmHWM), and the resident memory that is its own (RssAnon) or maps files (RssFile: shared libraries)."""
+    fields = ("VmRSS:", "VmHWM:", "RssAnon:", "RssFile:")
+    return {
+        line.split(":")[0]: int(line.split()[1]) / 1024
+        for line in Path("/proc/self/status").read_text().splitlines()
+        if line.startswith(fields)
+    }
 
 
 def child_import_floor() -> dict[str, Any]:
@@ -446,12 +440,7 @@ def child_import_floor() -> dict[str, Any]:
     started = time.perf_counter()
     import lancedb  # noqa: F401
 
-    return {"seconds": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib()}
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / MIB
+    return {"seconds": time.perf_counter() - started, "peak_rss_mib": memory_mib()["VmHWM"]}
 
 
 # -- 4: search -----------------------------------------------------------------------------------------------

@@ -58,13 +58,17 @@ def disabled() -> bool:
     return _mode() in ("0", "off", "no", "false")
 
 
+def log_path(path: str) -> str:
+    """The daemon's log, beside its socket: ``<name>.log``."""
+    return path.removesuffix(".sock") + ".log"
+
+
 def spawn(path: str, idle: float) -> Any:
-    """Start a daemon for ``path`` in the background, its output appended to ``<name>.log`` next to the
-    socket; returns the `subprocess.Popen` (the caller may wait for the socket, or not)."""
+    """Start a daemon for ``path`` in the background, its output appended to `log_path`; returns the
+    `subprocess.Popen` (the caller may wait for the socket, or not)."""
     import subprocess
 
-    log_path = path[: -len(".sock")] + ".log"
-    with open(log_path, "ab") as log_file:
+    with open(log_path(path), "ab") as log_file:
         return subprocess.Popen(
             [sys.executable, "-m", "assetry.daemon", "--socket", path, "--idle", str(idle)],
             stdin=subprocess.DEVNULL,

@@ -714,7 +714,7 @@ def daemon_start(idle: float) -> None:
     directory = os.path.dirname(path)
     if not _launch.private_dir(directory, create=True):
         raise click.ClickException(f"{directory} must be a directory only you can use")
-    log_path = path[: -len(".sock")] + ".log"
+    log_path = _launch.log_path(path)
     process = _launch.spawn(path, idle)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

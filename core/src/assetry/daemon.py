@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import errno
 import gc
 import importlib
 import io
@@ -423,14 +422,9 @@ def _reply(conn: socket.socket, message: dict[str, Any]) -> None:
 
 
 def _drain(fd: int) -> None:
-    try:
+    with contextlib.suppress(BlockingIOError):  # (EAGAIN: the non-blocking pipe is empty)
         while os.read(fd, 4096):
             pass
-    except BlockingIOError:
-        pass
-    except OSError as exc:
-        if exc.errno != errno.EAGAIN:
-            raise
 
 
 def _log_to(stream: TextIO) -> Callable[[str], None]:

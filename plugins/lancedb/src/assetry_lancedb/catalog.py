@@ -250,7 +250,7 @@ class LanceCatalog(Catalog):
         self._vector_index = False
         self._vector_index_checked = -math.inf
         self._ann_rows = 0
-        self._indexed: set[str] = set()  # single-column indexes, refreshed with `_has_vector_index`
+        self._indexed: set[str] = set()  # single-column indexes (`_refresh_index_listing`)
         self._other_tenants = False
         failure: str | None = None
         try:
@@ -894,7 +894,7 @@ class LanceCatalog(Catalog):
     def _narrowed_by_indexes(self, where: Filter) -> bool:
         """Whether the filter sets a condition besides the tenant, and scalar indexes serve all of them."""
         columns = sql.filter_columns(where) - {"tenant"}
-        self._has_vector_index()  # refreshes the cached list of indexed columns
+        self._refresh_index_listing()
         return bool(columns) and columns <= self._indexed
 
     def _ann(
@@ -1085,8 +1085,13 @@ class LanceCatalog(Catalog):
         self._fts_ready = True
 
     def _has_vector_index(self) -> bool:
-        """Cached: listing indexes costs a millisecond per query. Re-checked now and then, as another
-        process may build (or rebuild, with more partitions) the index, or build the filter indexes."""
+        self._refresh_index_listing()
+        return self._vector_index
+
+    def _refresh_index_listing(self) -> None:
+        """The vector index (and its size) and the indexed columns, cached: listing indexes costs a
+        millisecond per query. Listed again now and then, as another process may build (or rebuild, with
+        more partitions) the vector index, or build the filter indexes."""
         now = time.monotonic()
         if now - self._vector_index_checked >= VECTOR_INDEX_RECHECK_SECONDS:
             indexes = self._assets.list_indices()
@@ -1095,7 +1100,6 @@ class LanceCatalog(Catalog):
             self._vector_index = index is not None
             self._ann_rows = int(getattr(index, "num_indexed_rows", 0) or 0)
             self._vector_index_checked = now
-        return self._vector_index
 
     def _nprobes(self, kept: float = 1.0) -> int:
         """Partitions probed by an approximate query whose filter keeps this share of the rows."""
