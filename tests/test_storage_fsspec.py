@@ -714,6 +714,15 @@ def test_local_lock_is_shared_by_ingests_and_exclusive_for_deletion(tmp_path: Pa
 
 def test_remote_stores_hold_no_lock(memory_url: str) -> None:
     store = FsspecBlobStore.from_spec(StorageSpec(url=memory_url, digest="blake3"))
-    with store.lock(exclusive=True), store.lock(exclusive=True):
-        pass  # would wait forever if it locked
+    acquired = threading.Event()
+
+    def take() -> None:
+        with store.lock(exclusive=True):
+            acquired.set()
+
+    with store.lock(exclusive=True):
+        other = threading.Thread(target=take, daemon=True)
+        other.start()
+        other.join(timeout=30)
+        assert acquired.is_set()  # a second exclusive holder was not kept waiting
     assert memory_files(memory_url) == {}
