@@ -20,6 +20,7 @@ from common import (
     GIB,
     KIB,
     MIB,
+    Outputs,
     child_python,
     clean_env,
     fresh,
@@ -138,7 +139,8 @@ def ingest_small(cfg: Settings) -> dict[str, Any]:
     run_child([sys.executable, "-m", "assetry", "daemon", "start", "--idle", "900"], env=daemon_env)
     try:
         envs = {"cli": cold_env, "cli_daemon": daemon_env}
-        _ingest_small_runs(cfg, (src, count, tiny), dvc, samples, ratios, envs)
+        with Outputs(scratch / "ingest_small") as outputs:
+            _ingest_small_runs(cfg, outputs, (src, count, tiny), dvc, samples, ratios, envs)
     finally:
         run_child([sys.executable, "-m", "assetry", "daemon", "stop"], env=daemon_env)
     ratio = _summary(ratios)
@@ -185,6 +187,7 @@ def ingest_small(cfg: Settings) -> dict[str, Any]:
 
 def _ingest_small_runs(
     cfg: Settings,
+    outputs: Outputs,
     files: tuple[Path, int, Path],
     dvc: str | None,
     samples: dict[str, list[float]],
@@ -192,47 +195,42 @@ def _ingest_small_runs(
     cli_envs: dict[str, dict[str, str]],
 ) -> None:
     src, count, tiny = files
-    scratch = cfg.work / "scratch"
     for run in range(cfg.runs):
         times: dict[str, float] = {}
 
         def cp() -> None:
-            dst = fresh(scratch / "cp")
-            times["cp"] = run_child(["cp", "-r", str(src), str(dst)])["seconds"]
-            remove(dst)
+            times["cp"] = run_child(["cp", "-r", str(src), str(outputs("cp"))])["seconds"]
 
         def py() -> None:
-            dst = fresh(scratch / "py")
+            dst = outputs("py")
             times["py_copy_hash"], _ = timed(lambda: py_copy_hash(src, dst))
-            remove(dst)
 
         def py_sharded() -> None:
-            dst = fresh(scratch / "py_sharded")
+            dst = outputs("py_sharded")
             times["py_copy_hash_sharded"], _ = timed(lambda: py_copy_hash(src, dst, sharded=True))
-            remove(dst)
 
         def api() -> None:
-            root = fresh(scratch / "api")
-            store = open_store(root)
+            store = open_store(outputs("api"))
             times["api"], first = timed(lambda: store.add_many([src]))
             settle()
             times["api_reingest"], again = timed(lambda: store.add_many([src]))
             assert first.added == count, first
             assert again.duplicates == count, again
             store.close()
-            remove(root)
 
         def cli(name: str) -> None:
             env = cli_envs[name]
-            root = fresh(scratch / name)
-            base = [sys.executable, "-m", "assetry", "--root", str(root), "add"]
-            times[name] = run_child([*base, str(src)], cwd=cfg.work, env=env)["seconds"]
+
+            def add(root: Path, source: Path) -> float:
+                args = [sys.executable, "-m", "assetry", "--root", str(root), "add", str(source)]
+                return float(run_child(args, cwd=cfg.work, env=env)["seconds"])
+
+            root = outputs(name)
+            times[name] = add(root, src)
             settle()
-            times[f"{name}_reingest"] = run_child([*base, str(src)], cwd=cfg.work, env=env)["seconds"]
-            remove(root)
-            root = fresh(scratch / f"{name}1")
-            times[f"{name}_one_file"] = run_child([*base, str(tiny)], cwd=cfg.work, env=env)["seconds"]
-            remove(root)
+            times[f"{name}_reingest"] = add(root, src)
+            settle()
+            times[f"{name}_one_file"] = add(outputs(f"{name}-one"), tiny)
 
         steps = {
             "cp": cp,
@@ -245,13 +243,12 @@ def _ingest_small_runs(
         if dvc:
 
             def dvc_add() -> None:
-                repo = fresh(scratch / "dvc")
+                repo = outputs("dvc")
                 repo.mkdir(parents=True)
                 run_child([dvc, "init", "--no-scm", "-q"], cwd=repo)
                 run_child(["cp", "-r", str(src), str(repo / "data")])
                 settle()
                 times["dvc"] = run_child([dvc, "add", "-q", "data"], cwd=repo)["seconds"]
-                remove(repo)
 
             steps["dvc"] = dvc_add
         for _, step in _shuffled(steps, run):
@@ -787,27 +784,13 @@ def scaling(cfg: Settings) -> dict[str, Any]:
     last = synth_files(cfg, "small-b", 2000, 256 * KIB, seed=2)
     runs = max(2, cfg.runs - 2)
     samples: dict[str, list[float]] = {"first": [], "last": [], "ratio": []}
-    for run in range(runs):
-        root = fresh(cfg.work / "scratch" / "scaling")
-        store = open_store(root)
-        settle()
-        t_first, _ = timed(lambda: store.add_many([first]))
-        synth.fill(store, total - 4000, embeddings=synth.Embeddings(DIMENSION))
-        store.compact()
-        warm(last)
-        settle()
-        t_last, report = timed(lambda: store.add_many([last]))
-        assert report.added == 2000
-        count = store.catalog.count(store.filter())
-        store.close()
-        remove(root)
-        samples["first"].append(t_first)
-        samples["last"].append(t_last)
-        samples["ratio"].append(t_first / t_last)
-        log(
-            f"scaling run {run + 1}/{runs}: first 2,000 {t_first:.2f}s, "
-            f"assets {count - 2000:,}-{count:,} {t_last:.2f}s"
-        )
+    with Outputs(cfg.work / "scratch" / "scaling") as outputs:
+        for run in range(runs):
+            _scaling_run(outputs("store"), (first, last), total, samples)
+            log(
+                f"scaling run {run + 1}/{runs}: first 2,000 {samples['first'][-1]:.2f}s, "
+                f"assets {total - 2000:,}-{total:,} {samples['last'][-1]:.2f}s"
+            )
     med = _summary(samples)
     return {
         "catalog_size": total,
@@ -816,6 +799,24 @@ def scaling(cfg: Settings) -> dict[str, Any]:
         "throughput_ratio": med["ratio"],
         "targets": [target("ingest throughput at 100k / at 2k assets", med["ratio"], 0.8, at_most=False)],
     }
+
+
+def _scaling_run(root: Path, sources: tuple[Path, Path], total: int, samples: dict[str, list[float]]) -> None:
+    first, last = sources
+    store = open_store(root)
+    settle()
+    t_first, _ = timed(lambda: store.add_many([first]))
+    synth.fill(store, total - 4000, embeddings=synth.Embeddings(DIMENSION))
+    store.compact()
+    warm(last)
+    settle()
+    t_last, report = timed(lambda: store.add_many([last]))
+    assert report.added == 2000
+    assert store.catalog.count(store.filter()) == total
+    store.close()
+    samples["first"].append(t_first)
+    samples["last"].append(t_last)
+    samples["ratio"].append(t_first / t_last)
 
 
 WORKLOADS: dict[str, Callable[[Settings], dict[str, Any]]] = {
