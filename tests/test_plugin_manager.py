@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
@@ -69,6 +71,7 @@ def test_plugin_that_fails_to_import_is_reported_not_fatal(monkeypatch: pytest.M
         return eps
 
     monkeypatch.setattr(plugins.metadata, "entry_points", with_broken)
+    monkeypatch.setattr(plugins, "_found", {})  # the entry points found before, kept (and restored)
     pm = get_plugin_manager()
     assert [f.name for f in pm.failures] == ["broken-plugin"]
     assert "ModuleNotFoundError" in pm.failures[0].error
@@ -76,6 +79,57 @@ def test_plugin_that_fails_to_import_is_reported_not_fatal(monkeypatch: pytest.M
     # Needing a backend that is missing names the failure, so the user knows where to look.
     with pytest.raises(PluginError, match="broken-plugin"):
         pick_backend(pm, storage_backends(pm), "s3-special", "storage.backend")
+
+
+def _fake_distribution(directory: Path, name: str) -> None:
+    """A distribution with an ``assetry`` entry point, as an installer leaves it on the import path."""
+    module = f"{name.replace('-', '_')}_plugin"
+    (directory / f"{module}.py").write_text("from assetry import hookimpl\n")
+    info = directory / f"{module}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[assetry]\n{name} = {module}\n")
+
+
+def test_entry_points_are_read_once_until_a_distribution_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = metadata.entry_points
+    scans = []
+
+    def counted(**kw: Any) -> Any:
+        if kw.get("group") == "assetry":  # (other libraries look for their own groups meanwhile)
+            scans.append(kw)
+        return real(**kw)
+
+    monkeypatch.setattr(plugins.metadata, "entry_points", counted)
+    monkeypatch.setattr(plugins, "_found", {})
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    before = {name for name, p in get_plugin_manager().list_name_plugin() if p is not None}
+    get_plugin_manager()
+    assert len(scans) == 1  # the second manager reused the list
+    assert "assetry-fake" not in before
+
+    _fake_distribution(site, "assetry-fake")
+    # An installer's writes land seconds after the last look; here, within one clock tick of it.
+    stat = site.stat()
+    os.utime(site, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    pm = get_plugin_manager()
+    assert len(scans) == 2
+    assert pm.get_plugin("assetry-fake") is not None
+    assert pm.versions["assetry-fake"] == "1.0"
+
+    # A new directory on the import path is looked into as well.
+    other = tmp_path / "other"
+    other.mkdir()
+    _fake_distribution(other, "assetry-fake-two")
+    monkeypatch.syspath_prepend(str(other))
+    assert get_plugin_manager().get_plugin("assetry-fake-two") is not None
+    assert len(scans) == 3
+    for module in ("assetry_fake_plugin", "assetry_fake_two_plugin"):
+        sys.modules.pop(module, None)
 
 
 def test_two_plugins_with_the_same_backend_name_is_an_error() -> None:

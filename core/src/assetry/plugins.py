@@ -9,6 +9,8 @@ backend it would have provided.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any, TypeVar
@@ -90,9 +92,34 @@ def get_plugin_manager(
     return pm
 
 
+_found: dict[tuple[tuple[str, int], ...], list[metadata.EntryPoint]] = {}
+"""The entry points last found, under the import path they were found on (one entry at most)."""
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    """The ``assetry`` entry points, sorted by name. Finding them reads every distribution's
+    ``entry_points.txt`` (~7 ms with 230 installed, and a command opens two plugin managers), so the
+    list is kept while the import path and the modification times of its directories stay the same:
+    installing, upgrading or removing a distribution changes its directory's."""
+    key = tuple((entry, _mtime(entry)) for entry in sys.path)
+    found = _found.get(key)
+    if found is None:
+        found = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        _found.clear()
+        _found[key] = found
+    return found
+
+
+def _mtime(entry: str) -> int:
+    try:
+        return os.stat(entry or ".").st_mtime_ns
+    except OSError:
+        return -1
+
+
 def _load_entrypoints(pm: PluginManager, blocked: set[str]) -> None:
     seen: set[str] = set()
-    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    for ep in _entry_points():
         if ep.name in seen:  # the same distribution visible twice on sys.path
             continue
         seen.add(ep.name)
