@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome = workloads.WORKLOADS[name](settings)
         outcome["measured_at"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started))
         outcome["wall_seconds"] = round(time.time() - started, 1)
-        outcome["runs"] = settings.runs
+        outcome.setdefault("runs", settings.runs)
         results["workloads"][name] = outcome
         for t in outcome.get("targets", []):
             log(f"   {'MET ' if t['met'] else 'MISS'} {t['name']}: {t['value']} (limit {t['limit']})")
