@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -81,29 +82,39 @@ def _summary(samples: dict[str, list[float]]) -> dict[str, float]:
 # -- 1 + 3: bulk ingest of small files, and re-ingest of the same files --------------------------------------
 
 
-def py_copy_hash(src: Path, dst: Path, *, sharded: bool = False) -> None:
+def py_copy_hash(src: Path, dst: Path, *, sharded: bool = False, threads: int = 1) -> None:
     """The simplest content-addressed copy in Python: one read/hash/write pass per file, then a rename
     to the digest (what any CAS must do at least). ``sharded`` renames into assetry's blob layout,
-    ``<d0d1>/<d2d3>/<digest>``, creating its directories as they are needed: what the layout costs."""
+    ``<d0d1>/<d2d3>/<digest>``, creating its directories as they are needed: what the layout costs.
+    ``threads`` spreads the files over that many threads (reads, hashing and writes release the GIL)."""
     dst.mkdir(parents=True)
-    buffer = bytearray(MIB)
-    view = memoryview(buffer)
-    for i, entry in enumerate(sorted(os.scandir(src), key=lambda e: e.name)):
-        if not entry.is_file() or entry.name.startswith("."):
-            continue
-        hasher = new_hasher("blake3")
-        tmp = dst / f".tmp{i}"
-        with open(entry.path, "rb") as reader, open(tmp, "wb") as writer:
-            while n := reader.readinto(view):
-                hasher.update(view[:n])
-                writer.write(view[:n])
-        digest = hasher.hexdigest()
-        if sharded:
-            leaf = dst / digest[:2] / digest[2:4]
-            leaf.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, leaf / digest)
-        else:
-            os.replace(tmp, dst / digest)
+    entries = [
+        e for e in sorted(os.scandir(src), key=lambda e: e.name) if e.is_file() and not e.name.startswith(".")
+    ]
+
+    def copy(share: list[os.DirEntry[str]], worker: int) -> None:
+        view = memoryview(bytearray(MIB))
+        for i, entry in enumerate(share):
+            hasher = new_hasher("blake3", threads=False)
+            tmp = dst / f".tmp{worker}-{i}"
+            with open(entry.path, "rb") as reader, open(tmp, "wb") as writer:
+                while n := reader.readinto(view):
+                    hasher.update(view[:n])
+                    writer.write(view[:n])
+            digest = hasher.hexdigest()
+            if sharded:
+                leaf = dst / digest[:2] / digest[2:4]
+                leaf.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, leaf / digest)
+            else:
+                os.replace(tmp, dst / digest)
+
+    if threads == 1:
+        copy(entries, 0)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        for done in [pool.submit(copy, entries[k::threads], k) for k in range(threads)]:
+            done.result()
 
 
 def ingest_small(cfg: Settings) -> dict[str, Any]:
@@ -117,6 +128,7 @@ def ingest_small(cfg: Settings) -> dict[str, Any]:
         for k in (
             "cp",
             "py_copy_hash",
+            "py_copy_hash_2threads",
             "py_copy_hash_sharded",
             "api",
             "api_reingest",
@@ -129,6 +141,9 @@ def ingest_small(cfg: Settings) -> dict[str, Any]:
         for k in (
             "api_vs_cp",
             "api_vs_py",
+            "py_copy_hash_vs_cp",
+            "py_copy_hash_2threads_vs_cp",
+            "py_copy_hash_sharded_vs_cp",
             "api_vs_dvc",
             "api_reingest",
             *(f"{c}{suffix}" for c in clis for suffix in ("_vs_cp", "_vs_dvc", "_reingest")),
@@ -209,6 +224,10 @@ def _ingest_small_runs(
             dst = outputs("py")
             times["py_copy_hash"], _ = timed(lambda: py_copy_hash(src, dst))
 
+        def py_2threads() -> None:
+            dst = outputs("py_2threads")
+            times["py_copy_hash_2threads"], _ = timed(lambda: py_copy_hash(src, dst, threads=2))
+
         def py_sharded() -> None:
             dst = outputs("py_sharded")
             times["py_copy_hash_sharded"], _ = timed(lambda: py_copy_hash(src, dst, sharded=True))
@@ -239,6 +258,7 @@ def _ingest_small_runs(
         steps = {
             "cp": cp,
             "py": py,
+            "py_2threads": py_2threads,
             "py_sharded": py_sharded,
             "api": api,
             "cli": lambda: cli("cli"),
@@ -262,6 +282,8 @@ def _ingest_small_runs(
             samples[key].append(value)
         ratios["api_vs_cp"].append(times["api"] / times["cp"])
         ratios["api_vs_py"].append(times["api"] / times["py_copy_hash"])
+        for loop in ("py_copy_hash", "py_copy_hash_2threads", "py_copy_hash_sharded"):
+            ratios[f"{loop}_vs_cp"].append(times[loop] / times["cp"])
         ratios["api_reingest"].append(times["api"] / times["api_reingest"])
         for name in cli_envs:
             ratios[f"{name}_vs_cp"].append(times[name] / times["cp"])
