@@ -79,46 +79,22 @@ def _ingest_small(d: dict[str, Any]) -> list[str]:
             return f"{r[f'{key}_vs_cp']:.2f}"
         return f"{s[key] / s['cp']:.2f}" if key in s else ""
 
-    rows = [
-        ("`cp -r`", s.get("cp"), "1.00"),
-        ("Python copy + BLAKE3 loop (one pass)", s.get("py_copy_hash"), vs_cp("py_copy_hash")),
-        ("the same loop over 2 threads", s.get("py_copy_hash_2threads"), vs_cp("py_copy_hash_2threads")),
-        (
-            "the same loop, into assetry's blob layout (`<d0d1>/<d2d3>/<digest>`)",
-            s.get("py_copy_hash_sharded"),
-            vs_cp("py_copy_hash_sharded"),
+    labels = [
+        ("cp", "`cp -r`"),
+        ("py_copy_hash", "Python copy + BLAKE3 loop (one pass)"),
+        ("py_copy_hash_2threads", "the same loop over 2 threads"),
+        ("py_copy_hash_sharded", "the same loop, into assetry's blob layout (`<d0d1>/<d2d3>/<digest>`)"),
+        ("api", "assetry, Python API (`Store.add_many`)"),
+        *((key, f"assetry, CLI (`assetry add DIR`, whole process, {how})") for key, how in clis),
+        *([("dvc", "`dvc add` (whole process)")] if d.get("dvc") else []),
+        ("api_reingest", "assetry re-ingest, all duplicates (Python API)"),
+        *((f"{key}_reingest", f"assetry re-ingest, all duplicates (CLI, {how})") for key, how in clis),
+        *(
+            (f"{key}_one_file", f"assetry CLI adding one 4 KiB file (start-up floor, {how})")
+            for key, how in clis
         ),
-        ("assetry, Python API (`Store.add_many`)", s.get("api"), vs_cp("api")),
     ]
-    rows += [
-        (f"assetry, CLI (`assetry add DIR`, whole process, {how})", s.get(key), f"{r[f'{key}_vs_cp']:.2f}")
-        for key, how in clis
-    ]
-    if d.get("dvc"):
-        rows.append(("`dvc add` (whole process)", s.get("dvc"), f"{s['dvc'] / s['cp']:.2f}"))
-    rows.append(
-        (
-            "assetry re-ingest, all duplicates (Python API)",
-            s.get("api_reingest"),
-            f"{s['api_reingest'] / s['cp']:.2f}",
-        )
-    )
-    for key, how in clis:
-        rows.append(
-            (
-                f"assetry re-ingest, all duplicates (CLI, {how})",
-                s.get(f"{key}_reingest"),
-                f"{s[f'{key}_reingest'] / s['cp']:.2f}",
-            )
-        )
-    for key, how in clis:
-        rows.append(
-            (
-                f"assetry CLI adding one 4 KiB file (start-up floor, {how})",
-                s.get(f"{key}_one_file"),
-                f"{s[f'{key}_one_file'] / s['cp']:.2f}",
-            )
-        )
+    rows = [(label, s.get(key), vs_cp(key)) for key, label in labels]
     out = [
         f"## 1, 3. Bulk ingest of {d['files']:,} files x {d['file_size'] // 1024} KiB, and re-ingest",
         "",

@@ -220,17 +220,9 @@ def _ingest_small_runs(
         def cp() -> None:
             times["cp"] = run_child(["cp", "-r", str(src), str(outputs("cp"))])["seconds"]
 
-        def py() -> None:
-            dst = outputs("py")
-            times["py_copy_hash"], _ = timed(lambda: py_copy_hash(src, dst))
-
-        def py_2threads() -> None:
-            dst = outputs("py_2threads")
-            times["py_copy_hash_2threads"], _ = timed(lambda: py_copy_hash(src, dst, threads=2))
-
-        def py_sharded() -> None:
-            dst = outputs("py_sharded")
-            times["py_copy_hash_sharded"], _ = timed(lambda: py_copy_hash(src, dst, sharded=True))
+        def loop(key: str, **options: Any) -> None:
+            dst = outputs(key)
+            times[key], _ = timed(lambda: py_copy_hash(src, dst, **options))
 
         def api() -> None:
             store = open_store(outputs("api"))
@@ -257,9 +249,9 @@ def _ingest_small_runs(
 
         steps = {
             "cp": cp,
-            "py": py,
-            "py_2threads": py_2threads,
-            "py_sharded": py_sharded,
+            "py": lambda: loop("py_copy_hash"),
+            "py_2threads": lambda: loop("py_copy_hash_2threads", threads=2),
+            "py_sharded": lambda: loop("py_copy_hash_sharded", sharded=True),
             "api": api,
             "cli": lambda: cli("cli"),
             "cli_daemon": lambda: cli("cli_daemon"),

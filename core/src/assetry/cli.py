@@ -16,6 +16,7 @@ import click
 
 from assetry import _convert
 from assetry.config import CONFIG_FILENAME, load_config
+from assetry.daemon import DEFAULT_IDLE_SECONDS
 from assetry.errors import AssetryError, ConfigError, SourceError
 from assetry.model import ORDERS, Asset, Hit, Kind
 from assetry.plugins import get_plugin_manager
@@ -694,7 +695,7 @@ def daemon() -> None:
 @click.option(
     "--idle",
     type=click.FloatRange(min=1),
-    default=3600,
+    default=DEFAULT_IDLE_SECONDS,
     show_default=True,
     help="Stop after this many seconds without a command.",
 )
