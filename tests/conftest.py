@@ -30,6 +30,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         if name.startswith("ASSETRY_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))  # the digest cache
     # Commands run as subprocesses never reach a daemon the developer started (there is none here).
     monkeypatch.setenv("ASSETRY_DAEMON_DIR", str(tmp_path / "no-daemon"))
     monkeypatch.chdir(tmp_path)

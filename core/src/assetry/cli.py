@@ -354,6 +354,7 @@ def add(
                 "duplicates": report.duplicates,
                 "blobs_written": report.blobs_written,
                 "bytes_written": report.bytes_written,
+                "files_unread": report.files_unread,
                 "assets": [asset_json(a) for a in report.assets],
             }
         )
@@ -363,9 +364,11 @@ def add(
         verb = "Added" if report.added else "Already present:"
         click.echo(f"{verb} {asset.id}  {asset.label}  ({asset.kind.value}, {human_size(asset.size)})")
     else:
+        # Files the digest cache knew were not read: say so, or a fast re-add looks like a skipped one.
+        unread = f"; {report.files_unread} files known unchanged, not read" if report.files_unread else ""
         click.echo(
             f"Added {report.added} assets ({report.duplicates} already present); "
-            f"{report.blobs_written} new blobs, {human_size(report.bytes_written)} written."
+            f"{report.blobs_written} new blobs, {human_size(report.bytes_written)} written{unread}."
         )
 
 

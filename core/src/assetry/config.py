@@ -114,6 +114,15 @@ class GcSection:
 
 
 @attrs.frozen(kw_only=True)
+class IngestSection:
+    digest_cache: bool = True
+    """Remember what local files hashed to (by path, size, times and inode), so adding them again reads
+    only their metadata. See `assetry.digest_cache` for when an entry is trusted."""
+    digest_cache_path: str | None = attrs.field(default=None, validator=_non_empty)
+    """The cache file; default ``digests.sqlite`` in the user's cache directory, shared by all stores."""
+
+
+@attrs.frozen(kw_only=True)
 class PluginsSection:
     block: tuple[str, ...] = ()
     """Entry-point names (``assetry-media``) or plugin names not to load. Also ``$ASSETRY_PLUGINS__BLOCK``
@@ -128,6 +137,7 @@ class Config:
     vectors: VectorsSection = attrs.field(factory=VectorsSection)
     usage: UsageSection = attrs.field(factory=UsageSection)
     gc: GcSection = attrs.field(factory=GcSection)
+    ingest: IngestSection = attrs.field(factory=IngestSection)
     plugins: PluginsSection = attrs.field(factory=PluginsSection)
     sections: dict[str, Any] = attrs.field(factory=dict)
     """Plugin tables: raw dicts until `claim_sections` replaces them with the plugins' attrs instances."""
@@ -159,6 +169,15 @@ class Config:
             return _resolve(self.catalog.url, self.base_dir)
         return _join(self.root, "catalog")
 
+    @property
+    def digest_cache_path(self) -> Path | None:
+        """The digest cache file, or None when it is off."""
+        if not self.ingest.digest_cache:
+            return None
+        if self.ingest.digest_cache_path:
+            return self.base_dir / Path(self.ingest.digest_cache_path).expanduser()
+        return Path(platformdirs.user_cache_dir("assetry", appauthor=False)) / "digests.sqlite"
+
     # -- plugin tables --------------------------------------------------------------------------------
 
     def claim_sections(self, claims: Mapping[str, type[Any]]) -> Config:
@@ -187,6 +206,8 @@ class Config:
         data["store"]["root"] = self.root
         data["storage"]["url"] = self.storage_url
         data["catalog"]["url"] = self.catalog_url
+        cache = self.digest_cache_path
+        data["ingest"]["digest_cache_path"] = str(cache) if cache else None
         for name, section in self.sections.items():
             data[name] = section if isinstance(section, dict) else _convert.unstructure(section)
         return redact_secrets(data) if redact else data

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, BinaryIO
 
+from assetry import digest_cache
 from assetry.errors import ContentMismatch, SourceError
 
 SPOOL_MEMORY = 8 * 1024 * 1024
@@ -39,14 +40,18 @@ class Content:
         path: Path | None = None,
         data: bytes | None = None,
         spool: IO[bytes] | None = None,
-        signature: tuple[int, int] | None = None,
+        stat: os.stat_result | None = None,
     ) -> None:
         self.name = name
         self.size = size
         self._path = path
         self._data = data
         self._spool = spool
-        self._signature = signature
+        self._stat = stat
+        self.signature = digest_cache.signature(stat) if stat is not None else None
+        """A local file's stat signature when this Content was made (see `assetry.digest_cache`)."""
+        self.changed_ns = max(stat.st_mtime_ns, stat.st_ctime_ns) if stat is not None else None
+        """When a local file last changed (its modification or change time, whichever is later)."""
         self._head: bytes | None = None
 
     # -- construction ---------------------------------------------------------------------------------
@@ -83,7 +88,7 @@ class Content:
             raise SourceError(shown, "permission denied")
         # absolute(), not resolve(): the path must survive a change of working directory, and resolving
         # symlinks (one lstat per path component) was a measurable share of ingesting small files.
-        return cls(name=p.name, size=st.st_size, path=p.absolute(), signature=(st.st_size, st.st_mtime_ns))
+        return cls(name=p.name, size=st.st_size, path=p.absolute(), stat=st)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, name: str | None = None) -> Content:
@@ -148,13 +153,13 @@ class Content:
 
     def check_unchanged(self) -> None:
         """Raise if a local source file changed since this Content was made (it was being written)."""
-        if self._path is None or self._signature is None:
+        if self._path is None or self._stat is None:
             return
         try:
             st = self._path.stat()
         except OSError:
             raise ContentMismatch(f"{self.name}: the file disappeared while it was being ingested") from None
-        if (st.st_size, st.st_mtime_ns) != self._signature:
+        if (st.st_size, st.st_mtime_ns) != (self._stat.st_size, self._stat.st_mtime_ns):
             raise ContentMismatch(f"{self.name}: the file changed while it was being ingested; try again")
 
     def close(self) -> None:

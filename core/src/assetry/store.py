@@ -28,10 +28,11 @@ from typing import IO, Any, BinaryIO, Literal
 
 import attrs
 
-from assetry import _convert
+from assetry import _convert, digest_cache
 from assetry.backends import BlobStore, Catalog, CatalogSpec, StorageSpec
 from assetry.config import Config, load_config, parse_size
 from assetry.content import Content, Source
+from assetry.digest_cache import DigestCache
 from assetry.errors import (
     AmbiguousId,
     AssetNotFound,
@@ -118,13 +119,15 @@ def open(
 @attrs.frozen
 class IngestReport:
     """What `Store.add_many` did. ``assets`` are in input order; ``duplicates`` were already in the
-    catalog (same tenant, digest, label and project) and were returned instead of added again."""
+    catalog (same tenant, digest, label and project) and were returned instead of added again.
+    ``files_unread`` were known by the digest cache (`assetry.digest_cache`) and not read at all."""
 
     assets: list[Asset]
     added: int
     duplicates: int
     blobs_written: int
     bytes_written: int
+    files_unread: int = 0
 
 
 @attrs.frozen
@@ -203,9 +206,11 @@ class Store:
         if config.usage.enabled:
             self._usage = UsageRecorder(catalog, config.usage.flush_events, config.usage.flush_seconds)
             pm.register(_hookimpl_methods(self._usage, ["assetry_access"]), name="assetry.usage")
+        cache_path = config.digest_cache_path if digest_cache.SUPPORTED else None
+        self._digests = DigestCache(cache_path) if cache_path else None
         self._closed = False
         # Flush buffered usage even if the caller forgets to close (at garbage collection or exit).
-        self._finalizer = weakref.finalize(self, _close_backends, self._usage, catalog, blobs)
+        self._finalizer = weakref.finalize(self, _close_backends, self._usage, catalog, blobs, self._digests)
 
     @classmethod
     def from_config(
@@ -312,29 +317,34 @@ class Store:
         if on_duplicate not in ("skip", "keep"):
             raise ValidationError("on_duplicate", f"must be 'skip' or 'keep', got {on_duplicate!r}")
         self.make_draft(common)  # validate the shared fields once, before looking at any file
+        started = self._digests.started() if self._digests else 0  # before any file is looked at
         planned = list(self._plan(items, common, recursive))
         drafts, taken = self._prepare(planned, allow_empty=allow_empty, on_duplicate=on_duplicate)
         report = IngestReport([], 0, 0, 0, 0)
         try:
             for start in range(0, len(drafts), batch_size):
-                batch = self._commit_batch(drafts[start : start + batch_size], on_duplicate, taken, progress)
+                batch = self._commit_batch(
+                    drafts[start : start + batch_size], on_duplicate, taken, progress, started
+                )
                 report = IngestReport(
                     report.assets + batch.assets,
                     report.added + batch.added,
                     report.duplicates + batch.duplicates,
                     report.blobs_written + batch.blobs_written,
                     report.bytes_written + batch.bytes_written,
+                    report.files_unread + batch.files_unread,
                 )
         finally:
             for content, _ in drafts:
                 content.close()
         log.info(
-            "ingested %d assets (%d new, %d already present), %d blobs written (%d bytes)",
+            "ingested %d assets (%d new, %d already present), %d blobs written (%d bytes), %d files unread",
             len(report.assets),
             report.added,
             report.duplicates,
             report.blobs_written,
             report.bytes_written,
+            report.files_unread,
         )
         return report
 
@@ -479,7 +489,10 @@ class Store:
         on_duplicate: OnDuplicate,
         taken: Mapping[str, Asset],
         progress: Callable[[int], None] | None,
+        started: int,
     ) -> IngestReport:
+        """Store one batch's blobs, then commit its new records. ``started`` is when the ingest began
+        (`DigestCache.started`), before it looked at any file."""
         enriched: dict[int, AssetDraft] = {}
 
         def enrich_new_content(index: int, blob: StoredBlob) -> None:
@@ -490,10 +503,14 @@ class Store:
                 enriched[index] = self._enrich(draft, content)
 
         done: list[StoredBlob] = []  # every blob put, for the discard if anything fails
+        contents = [c for c, _ in batch]
+        algorithm = self.config.storage.digest
+        known = self._digests.lookup(contents, algorithm) if self._digests else {}
+        served: set[int] = set()  # the contents `known` spared a read
         try:
             # Shared with other ingests; a deletion waits until this batch's records are committed.
             with self.blobs.lock(exclusive=False):
-                stored = self._put_blobs([c for c, _ in batch], progress, enrich_new_content, done)
+                stored = self._put_blobs(contents, progress, enrich_new_content, done, known, served)
                 assets: list[Asset] = []
                 new: list[Asset] = []
                 existing = self._find_duplicates(batch, stored) if on_duplicate == "skip" else {}
@@ -529,11 +546,14 @@ class Store:
             # ingests to commit (one may have found a blob this batch wrote, and reference it).
             self._discard_new_blobs(done)
             raise
+        if self._digests:
+            hashed = ((contents[i], blob.digest) for i, blob in enumerate(stored) if i not in served)
+            self._digests.record(hashed, algorithm, started)
         if new:
             self.plugins.hook.assetry_index(assets=new, store=self)
         written = [b for b in stored if b.written]
         return IngestReport(
-            assets, len(new), len(assets) - len(new), len(written), sum(b.size for b in written)
+            assets, len(new), len(assets) - len(new), len(written), sum(b.size for b in written), len(served)
         )
 
     def _put_blobs(
@@ -542,6 +562,8 @@ class Store:
         progress: Callable[[int], None] | None,
         on_stored: Callable[[int, StoredBlob], None] | None,
         done: list[StoredBlob],
+        known: Mapping[int, str],
+        served: set[int],
     ) -> list[StoredBlob]:
         """Store every content's blob, in parallel where the backend allows it (``put_workers``).
 
@@ -550,10 +572,21 @@ class Store:
         while the others are still being written. Every blob put goes into ``done``, failure or not; on
         any failure (of a put or of ``on_stored``) the first, in input order, is raised, and removing
         the blobs written is the caller's (`_discard_new_blobs`, outside the shared store lock).
+
+        ``known`` are digests the digest cache remembers for some contents (by index): when that blob
+        is stored already, the content is not read at all, and its index goes into ``served``.
         """
         workers = max(1, min(self.blobs.put_workers, len(contents)))
         stored: list[StoredBlob | None] = [None] * len(contents)
         failures: dict[int, BaseException] = {}
+
+        def put_one(index: int) -> StoredBlob:
+            content = contents[index]
+            digest = known.get(index)
+            if digest is not None and self.blobs.has(digest):
+                served.add(index)
+                return StoredBlob(digest=digest, size=content.size, written=False)
+            return self.blobs.put(content)
 
         def stored_one(index: int, blob: StoredBlob) -> None:
             stored[index] = blob
@@ -563,9 +596,9 @@ class Store:
                 on_stored(index, blob)
 
         if workers <= 1:
-            for index, content in enumerate(contents):
+            for index in range(len(contents)):
                 try:
-                    stored_one(index, self.blobs.put(content))
+                    stored_one(index, put_one(index))
                 except BaseException as exc:
                     failures[index] = exc
                     break
@@ -584,7 +617,7 @@ class Store:
                     if index is None:
                         return
                     try:
-                        results.put((index, self.blobs.put(contents[index])))
+                        results.put((index, put_one(index)))
                     except BaseException as exc:
                         results.put((index, exc))
 
@@ -1069,13 +1102,17 @@ class Store:
 # -- helpers ------------------------------------------------------------------------------------------------
 
 
-def _close_backends(usage: UsageRecorder | None, catalog: Catalog, blobs: BlobStore) -> None:
+def _close_backends(
+    usage: UsageRecorder | None, catalog: Catalog, blobs: BlobStore, digests: DigestCache | None
+) -> None:
     try:
         if usage is not None:
             usage.flush()
     except Exception:
         log.exception("could not write buffered usage events")
     finally:
+        if digests is not None:
+            digests.close()
         catalog.close()
         blobs.close()
 

@@ -1,0 +1,209 @@
+"""The digest cache: what local files hashed to, so adding them again need not read them.
+
+git's index and DVC's state database do the same. An entry holds a file's path, its stat signature
+(device, inode, size, modification and change times in nanoseconds) and its digest; it is used only while
+the file's signature is unchanged. The change time (ctime) is what makes this safe: every write, rename or
+``touch`` sets it to the current time, and no program can set it back (tools that restore the
+modification time, such as ``cp -p`` or ``rsync -t``, still change it).
+
+One gap remains, the one git calls "racy": file times are taken from a clock that ticks every few
+milliseconds, so a file rewritten within the same tick as it was hashed keeps its signature. An entry is
+therefore recorded only for a file that had not changed for `RACY_MARGIN_NS` when the ingest began, under
+the signature seen before it was read. Any write after that moment gives the file a later change time,
+so if the file changed while it was read, the entry names a signature the file no longer has and is
+never used. Freshly generated files are recorded by the next ingest that sees them, once they are older
+than the margin.
+
+Windows is left out: its ``st_ctime`` is the creation time, which a write does not change.
+
+The cache is an optimisation and never a reason for an ingest to fail: if its file cannot be opened or
+written, a warning names it and the ingest reads every file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from assetry.content import Content
+
+log = logging.getLogger(__name__)
+
+RACY_MARGIN_NS = 2_000_000_000
+"""A file is remembered only if it had not changed for this long when the ingest began: far more than
+any clock tick of a local file system, and FAT's 2-second granularity."""
+
+KEEP_DAYS = 90
+"""Entries not used for this long are dropped (files deleted or moved away leave theirs behind)."""
+
+SUPPORTED = sys.platform != "win32"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS digests (
+    path TEXT NOT NULL,
+    algorithm TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    PRIMARY KEY (path, algorithm)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS digests_day ON digests (day);
+"""
+_CHUNK = 500  # paths per query: well under SQLite's limit on bound parameters
+
+
+def signature(st: os.stat_result) -> str:
+    """What must be unchanged for a remembered digest to still hold. (A string, not integers: inode
+    numbers can exceed SQLite's signed 64-bit integers.)"""
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+class DigestCache:
+    """Digests of local files by path and signature, in a SQLite file shared by every store (a digest is
+    a fact about a file, not about a store). Safe to use from several threads and processes."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        margin_ns: int | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.path = path
+        self.margin_ns = RACY_MARGIN_NS if margin_ns is None else margin_ns
+        self.clock = clock
+        self._connection: sqlite3.Connection | None = None
+        self._broken = False
+        self._lock = threading.Lock()
+
+    def started(self) -> int:
+        """The time to pass to `record` for files read from now on."""
+        return self.clock()
+
+    def lookup(self, contents: Sequence[Content], algorithm: str) -> dict[int, str]:
+        """Digests remembered for these contents (by index) whose files still have the same signature."""
+        local = {str(c.local_path): i for i, c in enumerate(contents) if c.signature is not None}
+        if not local or not self.path.exists():  # (looking up must not create the file)
+            return {}
+        rows = self._run(self._select, list(local), algorithm) or []
+        found: dict[int, str] = {}
+        for path, sig, digest in rows:
+            index = local[path]
+            if contents[index].signature == sig:
+                found[index] = digest
+        if found:
+            self._run(self._touch, [p for p, _, _ in rows], algorithm)
+        return found
+
+    def record(self, hashed: Iterable[tuple[Content, str]], algorithm: str, started_ns: int) -> int:
+        """Remember digests just computed, for files that are safe to remember (see the module's text);
+        returns how many were recorded. ``started_ns`` is `started`, taken before the files were read."""
+        settled_before = started_ns - self.margin_ns
+        rows = [
+            (str(content.local_path), algorithm, content.signature, digest)
+            for content, digest in hashed
+            if content.signature is not None
+            and content.changed_ns is not None
+            and content.changed_ns < settled_before
+        ]
+        if rows and self._run(self._insert, rows) is None:
+            return 0
+        return len(rows)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+    # -- SQLite ---------------------------------------------------------------------------------------
+
+    def _run(self, action: Callable[..., Any], *args: Any) -> Any:
+        import sqlite3
+
+        with self._lock:
+            if self._broken:
+                return None
+            try:
+                if self._connection is None:
+                    self._connection = self._connect()
+                return action(self._connection, *args)
+            except (sqlite3.Error, OSError) as exc:
+                # Disabled for the rest of this store's life: one warning, not one per batch.
+                self._broken = True
+                log.warning(
+                    "digest cache %s unusable (%s); files are read and hashed every time", self.path, exc
+                )
+                return None
+
+    def _connect(self) -> sqlite3.Connection:
+        import sqlite3
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+        try:
+            # WAL: an ingest reading the cache does not wait for another one writing to it.
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")  # a lost entry only costs a re-read
+            connection.executescript(_SCHEMA)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    @staticmethod
+    def _select(
+        connection: sqlite3.Connection, paths: list[str], algorithm: str
+    ) -> list[tuple[str, str, str]]:
+        rows: list[tuple[str, str, str]] = []
+        for start in range(0, len(paths), _CHUNK):
+            chunk = paths[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows.extend(
+                connection.execute(
+                    f"SELECT path, signature, digest FROM digests WHERE algorithm = ? AND path IN ({marks})",
+                    (algorithm, *chunk),
+                )
+            )
+        return rows
+
+    @staticmethod
+    def _touch(connection: sqlite3.Connection, paths: list[str], algorithm: str) -> None:
+        # Written at most once a day per entry: a re-ingest usually writes nothing.
+        today = _today()
+        with connection:
+            for start in range(0, len(paths), _CHUNK):
+                chunk = paths[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                connection.execute(
+                    f"UPDATE digests SET day = ? WHERE day < ? AND algorithm = ? AND path IN ({marks})",
+                    (today, today, algorithm, *chunk),
+                )
+
+    @staticmethod
+    def _insert(connection: sqlite3.Connection, rows: list[tuple[str, str, str, str]]) -> bool:
+        today = _today()
+        with connection:
+            connection.executemany(
+                "INSERT OR REPLACE INTO digests (path, algorithm, signature, digest, day)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(*row, today) for row in rows],
+            )
+            connection.execute("DELETE FROM digests WHERE day < ?", (today - KEEP_DAYS,))
+        return True
+
+    def __repr__(self) -> str:
+        return f"<DigestCache {self.path}>"
+
+
+def _today() -> int:
+    return int(time.time() // 86400)

@@ -1,0 +1,272 @@
+"""The digest cache: a re-add of unchanged local files reads none of them, and a changed file is always
+read again, whatever was done to hide the change (same size, old modification time, a rename over it).
+
+Most tests shrink the "racy" margin from 2 s to 50 ms (still ten times a clock tick here) and wait it out,
+so they need not sleep for seconds; one test keeps the real margin.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import assetry
+from assetry import digest_cache
+from assetry.cli import cli
+from assetry.config import load_config
+from assetry.digests import digest_bytes
+from assetry.store import Store
+
+from .conftest import DIMENSION
+
+MARGIN_S = 0.05
+
+
+@pytest.fixture
+def short_margin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(digest_cache, "RACY_MARGIN_NS", int(MARGIN_S * 1e9))
+
+
+def settle() -> None:
+    """Wait until files written so far are older than the (shortened) margin."""
+    time.sleep(MARGIN_S * 1.5)
+
+
+def cache_file(tmp_path: Path) -> Path:
+    return tmp_path / "xdg-cache" / "assetry" / "digests.sqlite"  # XDG_CACHE_HOME is set by conftest
+
+
+def rewrite_keeping_times(path: Path, data: bytes) -> None:
+    """Replace a file's bytes with others of the same size, then restore its modification time, as
+    ``cp -p`` or ``rsync -t`` would: only the change time still tells."""
+    before = path.stat()
+    assert len(data) == before.st_size
+    path.write_bytes(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+@pytest.mark.usefixtures("short_margin")
+def test_re_adding_unchanged_files_reads_none_of_them(store: Store, files: Path, tmp_path: Path) -> None:
+    settle()
+    first = store.add_many([files])
+    assert (first.added, first.blobs_written, first.files_unread) == (7, 6, 0)  # (one file is a copy)
+    assert cache_file(tmp_path).is_file()
+
+    again = store.add_many([files])
+
+    assert (again.added, again.duplicates, again.files_unread) == (0, 7, 7)
+    assert [a.id for a in again.assets] == [a.id for a in first.assets]
+
+
+@pytest.mark.usefixtures("short_margin")
+def test_a_rewritten_file_is_read_again_though_size_and_mtime_are_restored(
+    store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "image.bin"
+    path.write_bytes(b"A" * 4096)
+    settle()
+    old = store.add(path)
+    rewrite_keeping_times(path, b"B" * 4096)
+    settle()
+
+    report = store.add_many([path])
+
+    assert (report.added, report.files_unread) == (1, 0)
+    assert report.assets[0].id != old.id
+    assert store.read(report.assets[0]) == b"B" * 4096
+    assert report.assets[0].digest == digest_bytes(b"B" * 4096)
+
+
+@pytest.mark.usefixtures("short_margin")
+def test_a_file_renamed_over_the_old_one_is_read_again(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "image.bin"
+    path.write_bytes(b"A" * 4096)
+    settle()
+    store.add(path)
+    replacement = tmp_path / "replacement.tmp"
+    replacement.write_bytes(b"C" * 4096)
+    st = path.stat()
+    os.utime(replacement, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(replacement, path)  # same path, size and mtime; another inode
+
+    report = store.add_many([path])
+
+    assert (report.added, report.files_unread) == (1, 0)
+    assert store.read(report.assets[0]) == b"C" * 4096
+
+
+def test_files_that_just_changed_are_not_remembered(store: Store, files: Path, tmp_path: Path) -> None:
+    # The real 2-second margin: these files were written a moment ago, so a write within the same tick
+    # of the file system's clock could still follow unseen. Nothing is recorded, nothing is trusted.
+    store.add_many([files])
+    again = store.add_many([files])
+
+    assert (again.duplicates, again.files_unread) == (7, 0)
+    assert not cache_file(tmp_path).exists()
+
+
+@pytest.mark.usefixtures("short_margin")
+def test_a_remembered_file_whose_blob_was_deleted_is_stored_again(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "image.bin"
+    path.write_bytes(b"D" * 5000)
+    settle()
+    asset = store.add(path)
+    store.delete(asset.id)
+    assert list(store.blobs.iter_blobs()) == []
+
+    report = store.add_many([path])
+
+    assert (report.added, report.blobs_written, report.files_unread) == (1, 1, 0)
+    assert store.read(report.assets[0]) == b"D" * 5000
+
+
+@pytest.mark.usefixtures("short_margin")
+def test_a_known_file_under_a_new_label_is_cataloged_without_being_read(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "image.bin"
+    path.write_bytes(b"E" * 5000)
+    settle()
+    first = store.add(path)
+
+    report = store.add_many([(path, {"label": "other.bin"})])
+
+    assert (report.added, report.blobs_written, report.files_unread) == (1, 0, 1)
+    assert report.assets[0].digest == first.digest
+    assert report.assets[0].size == 5000
+    assert store.read(report.assets[0]) == b"E" * 5000
+
+
+@pytest.mark.usefixtures("short_margin")
+def test_the_cache_can_be_turned_off(store_root: Path, files: Path, tmp_path: Path) -> None:
+    settle()
+    with assetry.open(root=store_root, ingest={"digest_cache": False}) as store:
+        store.add_many([files])
+        again = store.add_many([files])
+
+    assert again.files_unread == 0
+    assert not cache_file(tmp_path).exists()
+
+
+@pytest.mark.usefixtures("short_margin")
+def test_another_cache_path(store_root: Path, files: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "caches" / "mine.sqlite"
+    settle()
+    with assetry.open(root=store_root, ingest={"digest_cache_path": str(elsewhere)}) as store:
+        store.add_many([files])
+        again = store.add_many([files])
+
+    assert again.files_unread == 7
+    assert elsewhere.is_file()
+    assert not cache_file(tmp_path).exists()
+
+
+@pytest.mark.parametrize("damage", ["under a regular file", "not a database"])
+@pytest.mark.usefixtures("short_margin")
+def test_an_unusable_cache_is_a_warning_and_every_file_is_read(
+    damage: str, store_root: Path, files: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if damage == "not a database":
+        path = tmp_path / "broken.sqlite"
+        path.write_bytes(b"this is not SQLite" * 100)
+    else:
+        (tmp_path / "plain").write_text("a file")
+        path = tmp_path / "plain" / "digests.sqlite"
+    settle()
+    with (
+        caplog.at_level(logging.WARNING, logger="assetry.digest_cache"),
+        assetry.open(root=store_root, ingest={"digest_cache_path": str(path)}) as store,
+    ):
+        first = store.add_many([files])
+        again = store.add_many([files])
+
+    assert (first.added, again.duplicates, again.files_unread) == (7, 7, 0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert str(path) in warnings[0]
+
+
+def test_the_effective_cache_path_is_in_the_config(tmp_path: Path) -> None:
+    (tmp_path / "assetry.toml").write_text('[ingest]\ndigest_cache_path = "cache/d.sqlite"\n')
+    config = load_config(tmp_path / "assetry.toml")
+    assert config.digest_cache_path == tmp_path / "cache" / "d.sqlite"
+    assert config.to_dict()["ingest"]["digest_cache_path"] == str(tmp_path / "cache" / "d.sqlite")
+
+    off = load_config(use_file=False, env={"ASSETRY_INGEST__DIGEST_CACHE": "false"})
+    assert off.digest_cache_path is None
+    assert off.to_dict()["ingest"] == {"digest_cache": False, "digest_cache_path": None}
+
+
+@pytest.mark.usefixtures("short_margin")
+def test_the_cli_says_which_files_it_did_not_read(tmp_path: Path, files: Path) -> None:
+    settle()
+    runner = CliRunner()
+    args = ["--root", str(tmp_path / "store"), "add", str(files)]
+    assert runner.invoke(cli, args, catch_exceptions=False).exit_code == 0
+
+    text = runner.invoke(cli, args, catch_exceptions=False)
+    data = json.loads(runner.invoke(cli, [*args, "--json"], catch_exceptions=False).output)
+
+    assert "7 files known unchanged, not read" in text.output
+    assert (data["duplicates"], data["files_unread"]) == (7, 7)
+
+
+# -- I1 under rewrites ---------------------------------------------------------------------------------
+
+SAME_SIZE = [b"x" * 64, b"y" * 64, bytes(range(64))]
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(range(len(SAME_SIZE))),  # what the file holds next
+        st.sampled_from(["rewrite", "rewrite keeping times", "replace keeping times", "leave"]),
+        st.booleans(),  # wait out the margin before adding
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@pytest.fixture
+def fresh_store(tmp_path: Path) -> Iterator[tuple[Path, Store]]:
+    with assetry.open(root=tmp_path / "prop-store", vectors={"dimension": DIMENSION}) as store:
+        yield tmp_path / "prop", store
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps)
+@pytest.mark.usefixtures("short_margin")
+def test_every_add_stores_the_bytes_the_file_holds(
+    fresh_store: tuple[Path, Store], plan: list[tuple[int, str, bool]]
+) -> None:
+    """DESIGN.md I1 with the cache in the way: whatever happens to the file between adds, the asset an
+    add returns reads back exactly what the file held, and its digest is theirs."""
+    directory, store = fresh_store
+    directory.mkdir(exist_ok=True)
+    path = directory / f"f{time.monotonic_ns()}.bin"  # one file per example; the cache outlives examples
+    path.write_bytes(SAME_SIZE[0])
+    for content, how, wait in plan:
+        data = SAME_SIZE[content]
+        if how == "rewrite":
+            path.write_bytes(data)
+        elif how == "rewrite keeping times":
+            rewrite_keeping_times(path, data)
+        elif how == "replace keeping times":
+            st_ = path.stat()
+            tmp = directory / "next.tmp"
+            tmp.write_bytes(data)
+            os.utime(tmp, ns=(st_.st_atime_ns, st_.st_mtime_ns))
+            os.replace(tmp, path)
+        if wait:
+            settle()
+        held = path.read_bytes()
+        asset = store.add(path)
+        assert store.read(asset) == held
+        assert asset.digest == digest_bytes(held)
