@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,3 +271,26 @@ def test_every_add_stores_the_bytes_the_file_holds(
         asset = store.add(path)
         assert store.read(asset) == held
         assert asset.digest == digest_bytes(held)
+
+
+@pytest.mark.usefixtures("short_margin")
+def test_entries_unused_for_months_are_dropped_and_used_ones_kept(store: Store, tmp_path: Path) -> None:
+    old, kept = tmp_path / "old.bin", tmp_path / "kept.bin"
+    old.write_bytes(b"o" * 100)
+    kept.write_bytes(b"k" * 100)
+    settle()
+    store.add_many([old, kept])
+    database = sqlite3.connect(cache_file(tmp_path))
+    long_ago = int(time.time() // 86400) - digest_cache.KEEP_DAYS - 1
+    with database:
+        database.execute("UPDATE digests SET day = ?", (long_ago,))
+
+    assert store.add_many([kept]).files_unread == 1  # a hit: its entry is used again today
+    fresh = tmp_path / "fresh.bin"
+    fresh.write_bytes(b"f" * 100)
+    settle()
+    store.add(fresh)  # recording prunes
+
+    remaining = {Path(p).name for (p,) in database.execute("SELECT path FROM digests")}
+    database.close()
+    assert remaining == {"kept.bin", "fresh.bin"}

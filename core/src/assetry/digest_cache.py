@@ -96,12 +96,16 @@ class DigestCache:
             return {}
         rows = self._run(self._select, list(local), algorithm) or []
         found: dict[int, str] = {}
-        for path, sig, digest in rows:
+        today = _today()
+        stale = []
+        for path, sig, digest, day in rows:
             index = local[path]
             if contents[index].signature == sig:
                 found[index] = digest
-        if found:
-            self._run(self._touch, [p for p, _, _ in rows], algorithm)
+                if day < today:
+                    stale.append(path)
+        if stale:  # (written at most once a day per entry: a re-ingest usually writes nothing)
+            self._run(self._touch, stale, algorithm, today)
         return found
 
     def record(self, hashed: Iterable[tuple[Content, str]], algorithm: str, started_ns: int) -> int:
@@ -163,30 +167,29 @@ class DigestCache:
     @staticmethod
     def _select(
         connection: sqlite3.Connection, paths: list[str], algorithm: str
-    ) -> list[tuple[str, str, str]]:
-        rows: list[tuple[str, str, str]] = []
+    ) -> list[tuple[str, str, str, int]]:
+        rows: list[tuple[str, str, str, int]] = []
         for start in range(0, len(paths), _CHUNK):
             chunk = paths[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             rows.extend(
                 connection.execute(
-                    f"SELECT path, signature, digest FROM digests WHERE algorithm = ? AND path IN ({marks})",
+                    "SELECT path, signature, digest, day FROM digests"
+                    f" WHERE algorithm = ? AND path IN ({marks})",
                     (algorithm, *chunk),
                 )
             )
         return rows
 
     @staticmethod
-    def _touch(connection: sqlite3.Connection, paths: list[str], algorithm: str) -> None:
-        # Written at most once a day per entry: a re-ingest usually writes nothing.
-        today = _today()
+    def _touch(connection: sqlite3.Connection, paths: list[str], algorithm: str, today: int) -> None:
         with connection:
             for start in range(0, len(paths), _CHUNK):
                 chunk = paths[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 connection.execute(
-                    f"UPDATE digests SET day = ? WHERE day < ? AND algorithm = ? AND path IN ({marks})",
-                    (today, today, algorithm, *chunk),
+                    f"UPDATE digests SET day = ? WHERE algorithm = ? AND path IN ({marks})",
+                    (today, algorithm, *chunk),
                 )
 
     @staticmethod
