@@ -42,6 +42,13 @@ def settle() -> None:
     time.sleep(MARGIN_S * 1.5)
 
 
+def settled_file(directory: Path, data: bytes) -> Path:
+    path = directory / "image.bin"
+    path.write_bytes(data)
+    settle()
+    return path
+
+
 def cache_file(tmp_path: Path) -> Path:
     return tmp_path / "xdg-cache" / "assetry" / "digests.sqlite"  # XDG_CACHE_HOME is set by conftest
 
@@ -74,9 +81,7 @@ def test_re_adding_unchanged_files_reads_none_of_them(store: Store, files: Path,
 def test_a_rewritten_file_is_read_again_though_size_and_mtime_are_restored(
     store: Store, tmp_path: Path
 ) -> None:
-    path = tmp_path / "image.bin"
-    path.write_bytes(b"A" * 4096)
-    settle()
+    path = settled_file(tmp_path, b"A" * 4096)
     old = store.add(path)
     rewrite_keeping_times(path, b"B" * 4096)
     settle()
@@ -91,9 +96,7 @@ def test_a_rewritten_file_is_read_again_though_size_and_mtime_are_restored(
 
 @pytest.mark.usefixtures("short_margin")
 def test_a_file_renamed_over_the_old_one_is_read_again(store: Store, tmp_path: Path) -> None:
-    path = tmp_path / "image.bin"
-    path.write_bytes(b"A" * 4096)
-    settle()
+    path = settled_file(tmp_path, b"A" * 4096)
     store.add(path)
     replacement = tmp_path / "replacement.tmp"
     replacement.write_bytes(b"C" * 4096)
@@ -119,9 +122,7 @@ def test_files_that_just_changed_are_not_remembered(store: Store, files: Path, t
 
 @pytest.mark.usefixtures("short_margin")
 def test_a_remembered_file_whose_blob_was_deleted_is_stored_again(store: Store, tmp_path: Path) -> None:
-    path = tmp_path / "image.bin"
-    path.write_bytes(b"D" * 5000)
-    settle()
+    path = settled_file(tmp_path, b"D" * 5000)
     asset = store.add(path)
     store.delete(asset.id)
     assert list(store.blobs.iter_blobs()) == []
@@ -134,9 +135,7 @@ def test_a_remembered_file_whose_blob_was_deleted_is_stored_again(store: Store, 
 
 @pytest.mark.usefixtures("short_margin")
 def test_a_known_file_under_a_new_label_is_cataloged_without_being_read(store: Store, tmp_path: Path) -> None:
-    path = tmp_path / "image.bin"
-    path.write_bytes(b"E" * 5000)
-    settle()
+    path = settled_file(tmp_path, b"E" * 5000)
     first = store.add(path)
 
     report = store.add_many([(path, {"label": "other.bin"})])
