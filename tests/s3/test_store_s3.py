@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import tomllib
 import urllib.request
 from pathlib import Path
@@ -231,3 +232,26 @@ def test_no_secret_in_logs(s3: S3, config: Path, images: Path, caplog: pytest.Lo
     assert SECRET not in caplog.text
     for record in caplog.records:
         assert SECRET not in record.getMessage()
+
+
+def test_unchanged_files_are_not_uploaded_or_read_again(
+    s3: S3, config: Path, images: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The digest cache with S3 storage: a known file costs one existence check, no read and no upload;
+    # a file whose object was removed behind the store's back is uploaded again.
+    from assetry import digest_cache
+
+    monkeypatch.setattr(digest_cache, "RACY_MARGIN_NS", 50_000_000)
+    time.sleep(0.1)
+    with assetry.open(config) as store:
+        first = store.add_many([images])
+        again = store.add_many([images])
+        assert (again.duplicates, again.files_unread, again.blobs_written) == (5, 5, 0)
+
+        lost = next(a for a in first.assets if a.label == "img1.png")
+        assert lost.digest is not None
+        key = next(k for k in s3.objects("store/blobs/") if k.endswith(lost.digest.split(":")[1]))
+        s3.client().delete_object(Bucket=s3.bucket, Key=key)
+        third = store.add_many([images / "img1.png"], label="img1-again.png")
+        assert (third.files_unread, third.blobs_written) == (0, 1)
+        assert store.read(third.assets[0]) == store.read(lost) == b"pixels of image 1 " * 100

@@ -71,23 +71,16 @@ class DigestCache:
     """Digests of local files by path and signature, in a SQLite file shared by every store (a digest is
     a fact about a file, not about a store). Safe to use from several threads and processes."""
 
-    def __init__(
-        self,
-        path: Path,
-        *,
-        margin_ns: int | None = None,
-        clock: Callable[[], int] = time.time_ns,
-    ) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.margin_ns = RACY_MARGIN_NS if margin_ns is None else margin_ns
-        self.clock = clock
         self._connection: sqlite3.Connection | None = None
         self._broken = False
         self._lock = threading.Lock()
 
-    def started(self) -> int:
+    @staticmethod
+    def started() -> int:
         """The time to pass to `record` for files read from now on."""
-        return self.clock()
+        return time.time_ns()
 
     def lookup(self, contents: Sequence[Content], algorithm: str) -> dict[int, str]:
         """Digests remembered for these contents (by index) whose files still have the same signature."""
@@ -111,7 +104,7 @@ class DigestCache:
     def record(self, hashed: Iterable[tuple[Content, str]], algorithm: str, started_ns: int) -> int:
         """Remember digests just computed, for files that are safe to remember (see the module's text);
         returns how many were recorded. ``started_ns`` is `started`, taken before the files were read."""
-        settled_before = started_ns - self.margin_ns
+        settled_before = started_ns - RACY_MARGIN_NS
         rows = [
             (str(content.local_path), algorithm, content.signature, digest)
             for content, digest in hashed
