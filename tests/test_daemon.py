@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -220,6 +221,69 @@ def test_signals_reach_the_command(
     assert status(daemon, tmp_path)["commands_running"] == 0
     listed = json.loads(assetry(daemon, "--root", "s", "ls", "--json", cwd=tmp_path).stdout)
     assert [a["id"] for a in listed["items"]] == [asset_id]
+
+
+@pytest.fixture
+def stand_in_daemon(env: dict[str, str]) -> Iterator[socket.socket]:
+    """A listening socket where the client looks for its daemon. It stands in for the daemon where a
+    test needs to hold open the moment between a command being sent and the answer naming its child:
+    the real daemon answers too fast to aim a signal into it (under load the child's prompt could
+    appear first, and a Ctrl-C then ended the client alone)."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(_socket(env))
+    server.listen(1)
+    yield server
+    server.close()
+
+
+def _client_holding_a_signal(
+    env: dict[str, str], tmp_path: Path, server: socket.socket
+) -> tuple[subprocess.Popen[str], socket.socket]:
+    """A client that has sent its command, and been sent SIGTERM before any answer."""
+    from assetry import daemon as daemon_module
+
+    client = subprocess.Popen(
+        [sys.executable, "-m", "assetry", "stats"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
+    conn, _ = server.accept()
+    request, fds = daemon_module._receive(conn)  # sent after the client set its signal handlers
+    for fd in fds:
+        os.close(fd)
+    assert request["argv"][-1] == "stats"
+    client.send_signal(signal.SIGTERM)
+    time.sleep(0.2)  # the client takes the signal before it learns which child to pass it to
+    assert client.poll() is None, "the client died of the signal instead of holding it"
+    return client, conn
+
+
+def test_a_signal_before_the_daemon_names_the_child_still_reaches_it(
+    env: dict[str, str], tmp_path: Path, stand_in_daemon: socket.socket
+) -> None:
+    stand_in_child = subprocess.Popen(["sleep", "60"])
+    client, conn = _client_holding_a_signal(env, tmp_path, stand_in_daemon)
+    try:
+        conn.sendall(json.dumps({"pid": stand_in_child.pid}).encode() + b"\n")
+        assert stand_in_child.wait(timeout=30) == -signal.SIGTERM
+        conn.sendall(json.dumps({"signal": signal.SIGTERM}).encode() + b"\n")
+        client.communicate(timeout=30)
+        assert client.returncode == -signal.SIGTERM
+    finally:
+        for process in (stand_in_child, client):
+            process.kill()
+            process.wait()
+
+
+def test_a_signal_held_for_a_daemon_that_refuses_is_the_clients_again(
+    env: dict[str, str], tmp_path: Path, stand_in_daemon: socket.socket
+) -> None:
+    client, conn = _client_holding_a_signal(env, tmp_path, stand_in_daemon)
+    try:
+        conn.sendall(json.dumps({"refused": "other code"}).encode() + b"\n")
+        _, stderr = client.communicate(timeout=30)
+        assert client.returncode == -signal.SIGTERM, stderr  # not the command run in-process instead
+    finally:
+        client.kill()
+        client.wait()
 
 
 def test_a_killed_client_takes_its_command_with_it(daemon: dict[str, str], tmp_path: Path) -> None:

@@ -205,22 +205,37 @@ def run_in_daemon(argv: list[str]) -> int | None:
             "fds": fds,
             "streams": _stream_settings(),
         }
+        # Signals are caught from before the request is sent: the child may print (a prompt, say)
+        # before the reply naming it reaches this process, and a Ctrl-C meanwhile must reach the child
+        # too, not end this process alone and leave the command running without its terminal.
+        child: list[int] = []
+        pending: list[int] = []
+
+        def forward(signum: int, _frame: object) -> None:
+            if not child:
+                pending.append(signum)
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child[0], signum)
+
+        previous = {name: signal.signal(getattr(signal, name), forward) for name in _FORWARDED_SIGNALS}
         try:
             send_message(sock, request, fds)
             accepted = read_reply(reader)
         except (OSError, ValueError):
-            return None
+            accepted = None
         if not accepted or "pid" not in accepted:
-            return None  # refused (other code, other protocol) or gone: run it here instead
-        child = int(accepted["pid"])
+            # Refused (other code, other protocol) or gone: the command runs here instead, and a signal
+            # caught meanwhile is this process's again.
+            for name, handler in previous.items():
+                signal.signal(getattr(signal, name), signal.SIG_DFL if handler is None else handler)
+            for signum in pending:
+                os.kill(os.getpid(), signum)
+            return None
+        child.append(int(accepted["pid"]))
+        for signum in pending:
+            forward(signum, None)
         sock.settimeout(None)  # the command takes as long as it takes
-
-        def forward(signum: int, _frame: object) -> None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signum)
-
-        for name in _FORWARDED_SIGNALS:
-            signal.signal(getattr(signal, name), forward)
         try:
             outcome = read_reply(reader)
         except (OSError, ValueError):
