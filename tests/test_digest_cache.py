@@ -293,3 +293,37 @@ def test_entries_unused_for_months_are_dropped_and_used_ones_kept(store: Store, 
     remaining = {Path(p).name for (p,) in database.execute("SELECT path FROM digests")}
     database.close()
     assert remaining == {"kept.bin", "fresh.bin"}
+
+
+MOUNTINFO = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
+41 27 8:17 / /media/usb\\040stick rw,nosuid shared:7 - vfat /dev/sdb1 rw,fmask=0022
+"""
+
+
+def test_file_system_types_are_read_from_mountinfo() -> None:
+    types = digest_cache.file_system_types(MOUNTINFO + "garbage line\n")
+    assert types == {os.makedev(0, 21): "proc", os.makedev(98, 0): "ext3", os.makedev(8, 17): "vfat"}
+
+
+@pytest.mark.skipif(not Path("/proc/self/mountinfo").exists(), reason="Linux only")
+def test_this_machines_mount_table_names_the_temporary_directorys_file_system(tmp_path: Path) -> None:
+    types = digest_cache.file_system_types(Path("/proc/self/mountinfo").read_text())
+    assert types.get(tmp_path.stat().st_dev), types
+
+
+@pytest.mark.usefixtures("short_margin")
+def test_files_on_a_file_system_without_change_times_are_not_remembered(tmp_path: Path) -> None:
+    # A FAT drive cannot be mounted here, so the mount table is given: the device of these files is
+    # said to be vfat, whose change time is the modification time.
+    from assetry.content import Content
+
+    path = settled_file(tmp_path, b"F" * 100)
+    cache = digest_cache.DigestCache(tmp_path / "d.sqlite")
+    cache._types = {path.stat().st_dev: "vfat"}
+    started = cache.started()
+    assert cache.record([(Content.from_path(path), digest_bytes(b"F" * 100))], "blake3", started) == 0
+    cache._types = {path.stat().st_dev: "ext4"}
+    assert cache.record([(Content.from_path(path), digest_bytes(b"F" * 100))], "blake3", started) == 1
+    cache.close()

@@ -52,6 +52,8 @@ class Content:
         """A local file's stat signature when this Content was made (see `assetry.digest_cache`)."""
         self.changed_ns = max(stat.st_mtime_ns, stat.st_ctime_ns) if stat is not None else None
         """When a local file last changed (its modification or change time, whichever is later)."""
+        self.device = stat.st_dev if stat is not None else None
+        """The device a local file is on."""
         self._head: bytes | None = None
 
     # -- construction ---------------------------------------------------------------------------------

@@ -14,7 +14,9 @@ so if the file changed while it was read, the entry names a signature the file n
 never used. Freshly generated files are recorded by the next ingest that sees them, once they are older
 than the margin.
 
-Windows is left out: its ``st_ctime`` is the creation time, which a write does not change.
+Windows is left out: its ``st_ctime`` is the creation time, which a write does not change. So are files
+on file systems that keep no change time (FAT and exFAT: Linux reports the modification time as both),
+found by their device in ``/proc/self/mountinfo``.
 
 The cache is an optimisation and never a reason for an ingest to fail: if its file cannot be opened or
 written, a warning names it and the ingest reads every file.
@@ -47,6 +49,9 @@ KEEP_DAYS = 90
 
 SUPPORTED = sys.platform != "win32"
 
+NO_CHANGE_TIME = frozenset({"vfat", "msdos", "exfat", "fat", "umsdos"})
+"""File system types (as Linux names them) whose files are never remembered."""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS digests (
     path TEXT NOT NULL,
@@ -73,6 +78,7 @@ class DigestCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._types: dict[int, str] | None = None  # st_dev -> file system type, read when first needed
         self._connection: sqlite3.Connection | None = None
         self._broken = False
         self._lock = threading.Lock()
@@ -111,10 +117,20 @@ class DigestCache:
             if content.signature is not None
             and content.changed_ns is not None
             and content.changed_ns < settled_before
+            and self._keeps_change_times(content.device)
         ]
         if rows and self._run(self._insert, rows) is None:
             return 0
         return len(rows)
+
+    def _keeps_change_times(self, device: int | None) -> bool:
+        if self._types is None:
+            try:
+                with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+                    self._types = file_system_types(f.read())
+            except OSError:  # not Linux: nothing known, nothing excluded
+                self._types = {}
+        return self._types.get(device or 0) not in NO_CHANGE_TIME
 
     def close(self) -> None:
         with self._lock:
@@ -199,6 +215,20 @@ class DigestCache:
 
     def __repr__(self) -> str:
         return f"<DigestCache {self.path}>"
+
+
+def file_system_types(mountinfo: str) -> dict[int, str]:
+    """Device number -> file system type, from the text of ``/proc/self/mountinfo``: field 3 is
+    ``major:minor``, and the type follows the ``-`` that ends the optional fields."""
+    types: dict[int, str] = {}
+    for line in mountinfo.splitlines():
+        fields = line.split()
+        try:
+            major, minor = fields[2].split(":")
+            types[os.makedev(int(major), int(minor))] = fields[fields.index("-", 6) + 1]
+        except (IndexError, ValueError):
+            continue
+    return types
 
 
 def _today() -> int:
