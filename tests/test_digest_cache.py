@@ -327,3 +327,23 @@ def test_files_on_a_file_system_without_change_times_are_not_remembered(tmp_path
     cache._types = {path.stat().st_dev: "ext4"}
     assert cache.record([(Content.from_path(path), digest_bytes(b"F" * 100))], "blake3", started) == 1
     cache.close()
+
+
+@pytest.mark.usefixtures("short_margin")
+def test_a_forked_child_opens_a_connection_of_its_own(tmp_path: Path) -> None:
+    from assetry.content import Content
+
+    path = settled_file(tmp_path, b"G" * 100)
+    digest = digest_bytes(b"G" * 100)
+    cache = digest_cache.DigestCache(tmp_path / "d.sqlite")
+    assert cache.record([(Content.from_path(path), digest)], "blake3", cache.started()) == 1
+    parents = cache._connection
+    pid = os.fork()
+    if pid == 0:  # the child: only this test's code runs here, then it exits at once
+        found = cache.lookup([Content.from_path(path)], "blake3")
+        os._exit(0 if found == {0: digest} and cache._connection is not parents else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert cache.lookup([Content.from_path(path)], "blake3") == {0: digest}  # the parent's still works
+    assert cache._connection is parents
+    cache.close()

@@ -80,6 +80,8 @@ class DigestCache:
         self.path = path
         self._types: dict[int, str] | None = None  # st_dev -> file system type, read when first needed
         self._connection: sqlite3.Connection | None = None
+        self._pid = 0  # the process that opened the connection
+        self._inherited: list[sqlite3.Connection] = []  # a parent's, kept from being closed (see `_run`)
         self._broken = False
         self._lock = threading.Lock()
 
@@ -134,7 +136,7 @@ class DigestCache:
 
     def close(self) -> None:
         with self._lock:
-            if self._connection is not None:
+            if self._connection is not None and self._pid == os.getpid():
                 self._connection.close()
                 self._connection = None
 
@@ -146,9 +148,16 @@ class DigestCache:
         with self._lock:
             if self._broken:
                 return None
+            if self._connection is not None and self._pid != os.getpid():
+                # A forked child must not use its parent's connection (SQLite's rule). It opens its own
+                # and keeps the parent's from ever being closed here: closing it could checkpoint and
+                # remove the write-ahead log the parent is still using.
+                self._inherited.append(self._connection)
+                self._connection = None
             try:
                 if self._connection is None:
                     self._connection = self._connect()
+                    self._pid = os.getpid()
                 return action(self._connection, *args)
             except (sqlite3.Error, OSError) as exc:
                 # Disabled for the rest of this store's life: one warning, not one per batch.
