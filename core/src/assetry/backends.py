@@ -68,7 +68,9 @@ class BlobStore(abc.ABC):
         return [self.put(content) for content in contents]
 
     @abc.abstractmethod
-    def has(self, digest: str) -> bool: ...
+    def has(self, digest: str) -> bool:
+        """Whether the blob is stored, completely. Ingest trusts it to skip reading a file the digest
+        cache knows (called from the put threads), so it must never answer True for a partial blob."""
 
     @abc.abstractmethod
     def open(self, digest: str) -> BinaryIO:
