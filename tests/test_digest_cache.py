@@ -78,6 +78,16 @@ def test_re_adding_unchanged_files_reads_none_of_them(store: Store, files: Path,
 
 
 @pytest.mark.usefixtures("short_margin")
+def test_unread_files_are_counted_over_every_batch(store: Store, files: Path) -> None:
+    settle()
+    store.add_many([files], batch_size=3)
+
+    again = store.add_many([files], batch_size=3)  # batches of 3, 3 and 1
+
+    assert (again.duplicates, again.files_unread) == (7, 7)
+
+
+@pytest.mark.usefixtures("short_margin")
 def test_a_rewritten_file_is_read_again_though_size_and_mtime_are_restored(
     store: Store, tmp_path: Path
 ) -> None:
