@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 RACY_MARGIN_NS = 2_000_000_000
 """A file is remembered only if it had not changed for this long when the ingest began: far more than
-any clock tick of a local file system, and FAT's 2-second granularity."""
+the clock tick of any local file system (Linux: 1-10 ms; the coarsest, FAT's 2 s, is excluded anyway)."""
 
 KEEP_DAYS = 90
 """Entries not used for this long are dropped (files deleted or moved away leave theirs behind)."""
