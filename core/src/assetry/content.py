@@ -15,7 +15,6 @@ import tempfile
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from assetry import digest_cache
 from assetry.errors import ContentMismatch, SourceError
 
 SPOOL_MEMORY = 8 * 1024 * 1024
@@ -47,13 +46,8 @@ class Content:
         self._path = path
         self._data = data
         self._spool = spool
-        self._stat = stat
-        self.signature = digest_cache.signature(stat) if stat is not None else None
-        """A local file's stat signature when this Content was made (see `assetry.digest_cache`)."""
-        self.changed_ns = max(stat.st_mtime_ns, stat.st_ctime_ns) if stat is not None else None
-        """When a local file last changed (its modification or change time, whichever is later)."""
-        self.device = stat.st_dev if stat is not None else None
-        """The device a local file is on."""
+        self.stat = stat
+        """A local file's status when this Content was made (the digest cache keys on it)."""
         self._head: bytes | None = None
 
     # -- construction ---------------------------------------------------------------------------------
@@ -155,13 +149,13 @@ class Content:
 
     def check_unchanged(self) -> None:
         """Raise if a local source file changed since this Content was made (it was being written)."""
-        if self._path is None or self._stat is None:
+        if self._path is None or self.stat is None:
             return
         try:
             st = self._path.stat()
         except OSError:
             raise ContentMismatch(f"{self.name}: the file disappeared while it was being ingested") from None
-        if (st.st_size, st.st_mtime_ns) != (self._stat.st_size, self._stat.st_mtime_ns):
+        if (st.st_size, st.st_mtime_ns) != (self.stat.st_size, self.stat.st_mtime_ns):
             raise ContentMismatch(f"{self.name}: the file changed while it was being ingested; try again")
 
     def close(self) -> None:

@@ -92,7 +92,7 @@ class DigestCache:
 
     def lookup(self, contents: Sequence[Content], algorithm: str) -> dict[int, str]:
         """Digests remembered for these contents (by index) whose files still have the same signature."""
-        local = {str(c.local_path): i for i, c in enumerate(contents) if c.signature is not None}
+        local = {str(c.local_path): i for i, c in enumerate(contents) if c.stat is not None}
         if not local or not self.path.exists():  # (looking up must not create the file)
             return {}
         rows = self._run(self._select, list(local), algorithm) or []
@@ -101,7 +101,8 @@ class DigestCache:
         stale = []
         for path, sig, digest, day in rows:
             index = local[path]
-            if contents[index].signature == sig:
+            st = contents[index].stat
+            if st is not None and signature(st) == sig:
                 found[index] = digest
                 if day < today:
                     stale.append(path)
@@ -114,25 +115,24 @@ class DigestCache:
         returns how many were recorded. ``started_ns`` is `started`, taken before the files were read."""
         settled_before = started_ns - RACY_MARGIN_NS
         rows = [
-            (str(content.local_path), algorithm, content.signature, digest)
+            (str(content.local_path), algorithm, signature(st), digest)
             for content, digest in hashed
-            if content.signature is not None
-            and content.changed_ns is not None
-            and content.changed_ns < settled_before
-            and self._keeps_change_times(content.device)
+            if (st := content.stat) is not None
+            and max(st.st_mtime_ns, st.st_ctime_ns) < settled_before
+            and self._keeps_change_times(st.st_dev)
         ]
         if rows and self._run(self._insert, rows) is None:
             return 0
         return len(rows)
 
-    def _keeps_change_times(self, device: int | None) -> bool:
+    def _keeps_change_times(self, device: int) -> bool:
         if self._types is None:
             try:
                 with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
                     self._types = file_system_types(f.read())
             except OSError:  # not Linux: nothing known, nothing excluded
                 self._types = {}
-        return self._types.get(device or 0) not in NO_CHANGE_TIME
+        return self._types.get(device) not in NO_CHANGE_TIME
 
     def close(self) -> None:
         with self._lock:

@@ -32,7 +32,6 @@ from assetry import _convert, digest_cache
 from assetry.backends import BlobStore, Catalog, CatalogSpec, StorageSpec
 from assetry.config import Config, load_config, parse_size
 from assetry.content import Content, Source
-from assetry.digest_cache import DigestCache
 from assetry.errors import (
     AmbiguousId,
     AssetNotFound,
@@ -207,7 +206,7 @@ class Store:
             self._usage = UsageRecorder(catalog, config.usage.flush_events, config.usage.flush_seconds)
             pm.register(_hookimpl_methods(self._usage, ["assetry_access"]), name="assetry.usage")
         cache_path = config.digest_cache_path if digest_cache.SUPPORTED else None
-        self._digests = DigestCache(cache_path) if cache_path else None
+        self._digests = digest_cache.DigestCache(cache_path) if cache_path else None
         self._closed = False
         # Flush buffered usage even if the caller forgets to close (at garbage collection or exit).
         self._finalizer = weakref.finalize(self, _close_backends, self._usage, catalog, blobs, self._digests)
@@ -1103,7 +1102,7 @@ class Store:
 
 
 def _close_backends(
-    usage: UsageRecorder | None, catalog: Catalog, blobs: BlobStore, digests: DigestCache | None
+    usage: UsageRecorder | None, catalog: Catalog, blobs: BlobStore, digests: digest_cache.DigestCache | None
 ) -> None:
     try:
         if usage is not None:
