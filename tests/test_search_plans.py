@@ -120,9 +120,15 @@ def test_unfiltered_path_for_one_tenant_never_returns_another_tenants_assets(
 
 
 def test_ann_partitions_follow_the_square_root_up_to_a_cap() -> None:
-    assert catalog_module.ann_partitions(10_000) == 100
-    assert catalog_module.ann_partitions(100_000) == catalog_module.ANN_MAX_PARTITIONS
     assert catalog_module.ann_partitions(1) == 1
+    assert catalog_module.ann_partitions(10_000) == 100
+    # Between 256 and 512, LanceDB's hierarchical k-means would split only some clusters: 256.
+    assert catalog_module.ann_partitions(66_000) == 256
+    assert catalog_module.ann_partitions(100_000) == 256
+    assert catalog_module.ann_partitions(260_000) == 256
+    assert catalog_module.ann_partitions(262_144) == 512
+    assert catalog_module.ann_partitions(1_000_000) == 1_000
+    assert catalog_module.ann_partitions(10_000_000) == catalog_module.ANN_MAX_PARTITIONS
 
 
 def test_probes_grow_with_the_partitions_and_with_the_filter(
@@ -143,10 +149,12 @@ def test_probes_grow_with_the_partitions_and_with_the_filter(
     search()  # 80 candidates need 4 partitions of 20: ANN_NPROBES (12) is more
     search(project="p")  # a quarter of each partition: 16 partitions hold 80 of its rows
     monkeypatch.setattr(catalog_module, "ann_partitions", lambda rows: 1000)
-    search()  # 0.4 rows per partition: 200 of them, more than 5% of 1,000
+    search()  # 0.4 rows per partition: 200 of them, more than 2% of 1,000
+    monkeypatch.setattr(catalog_module, "ANN_MIN_CANDIDATES", 4)
+    search()  # 10 partitions hold 4 rows: 2% of 1,000 is more
     monkeypatch.setattr(catalog_module, "ANN_MIN_CANDIDATES", 10_000)
     search()  # never more than there are
-    assert probes == [12, 16, 200, 1000]
+    assert probes == [12, 16, 200, 20, 1000]
     catalog._ann_rows = 0  # an index whose size LanceDB did not report: the base probes, not one
     assert catalog._nprobes(kept=0.25) == catalog_module.ANN_NPROBES
 

@@ -89,21 +89,28 @@ RETRY_BASE_SECONDS = 0.05
 FIND_ATTEMPTS = 3
 """Times `find` reads a page's ids again when a record vanished between reading the ids and the records."""
 
-ANN_MAX_PARTITIONS = 256
-"""IVF partitions: sqrt(rows) (LanceDB's rule), at most this many. A query pays per partition probed, and
-recall follows the share of partitions probed, so many small partitions are slow: measured on 1M 384-d
-vectors (IVF_SQ, docs/benchmarks.md), 1,000 partitions needed 40 probes and ~22 ms for recall@10 0.97,
-where 244 partitions gave 0.965 with 16 probes in ~5 ms. Fewer, larger ones lose locality instead: 24
-partitions of 100k vectors needed 16 probes (two thirds of the rows) for 0.95."""
+ANN_MAX_PARTITIONS = 1_024
+ANN_FLAT_KMEANS_PARTITIONS = 256
+"""IVF partitions: sqrt(rows) (LanceDB's rule), at most ANN_MAX_PARTITIONS, and never between
+ANN_FLAT_KMEANS_PARTITIONS and twice that. Measured (IVF_SQ, refined, 384-d; bench notes item 21):
+
+- More, smaller partitions are faster at 1M rows: 1,000 partitions of ~1,000 vectors gave recall@10 0.989
+  at 12 probes in ~3.7 ms per query, 256 partitions 0.979 at 13 probes in ~6.9 ms (index in memory).
+- LanceDB trains more than 256 partitions by splitting 256 k-means clusters further (hierarchical
+  k-means), and a partial split loses recall: at 100k rows, 316 partitions gave 0.97-0.98 at 32 probes
+  (three builds), 256 gave 0.99-0.997 at 13, 512 gave 0.98-0.995 at 26. So sqrt(rows) between 256 and
+  512 gets 256.
+- The cap bounds the build: k-means trains on 256 vectors per partition against every centroid, so its
+  cost grows with the square of the partitions (~50 s at 1,024 on 2 cores)."""
 
 ANN_NPROBES = 12
-ANN_PROBE_FRACTION = 0.05
+ANN_PROBE_FRACTION = 0.02
 ANN_MIN_CANDIDATES = 5_000
 """IVF partitions probed per approximate query: ANN_NPROBES, or this share of the partitions, or as many
 as it takes to meet (expected) ANN_MIN_CANDIDATES rows the filter keeps, whichever is most. A filter
 thins every partition out: measured at 100k rows with a filter keeping 25%, 13 probes (~1,300 of its
-rows) gave recall@10 0.954, 26 probes 0.965 and 52 (~5,000 rows) 0.979, each in ~7.5 ms; at 1M rows, 13
-probes already meet ~12,700 of them (0.997), and 52 would cost ~9 ms more."""
+rows) gave recall@10 0.954, 26 probes 0.965 and 52 (~5,000 rows) 0.979, each in ~7.5 ms. At 1M rows
+(1,024 partitions), 12 to 40 probes all took 3.7-4.8 ms, with recall 0.989 to 0.996."""
 
 ANN_REFINE_FACTOR = 2
 """Approximate queries rank ``limit x ANN_REFINE_FACTOR`` candidates by their 8-bit codes, then re-rank
@@ -1195,7 +1202,12 @@ def _is(column: pa.ChunkedArray, value: object) -> Any:
 
 def ann_partitions(rows_with_vectors: int) -> int:
     """IVF partitions for an index over this many vectors (see `ANN_MAX_PARTITIONS`)."""
-    return max(1, min(round(math.sqrt(rows_with_vectors)), ANN_MAX_PARTITIONS))
+    partitions = max(1, round(math.sqrt(rows_with_vectors)))
+    if partitions <= ANN_FLAT_KMEANS_PARTITIONS:
+        return partitions
+    if partitions < 2 * ANN_FLAT_KMEANS_PARTITIONS:
+        return ANN_FLAT_KMEANS_PARTITIONS
+    return min(partitions, ANN_MAX_PARTITIONS)
 
 
 def _options(options: object) -> LanceOptions:
