@@ -741,6 +741,7 @@ def read_path(cfg: Settings) -> dict[str, Any]:
     )
     return {
         "assets": count,
+        "runs": cfg.read_runs,
         "seconds": samples,
         "median_seconds": _summary(samples),
         "ms_per_read": {k: round(median(v) / count * 1000, 3) for k, v in samples.items()},
