@@ -4,6 +4,7 @@ for a single-tenant catalog never leaks another tenant's assets."""
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -148,7 +149,8 @@ def test_probes_grow_with_the_partitions_and_with_the_filter(
 
     search()  # 80 candidates need 4 partitions of 20: ANN_NPROBES (12) is more
     search(project="p")  # a quarter of each partition: 16 partitions hold 80 of its rows
-    monkeypatch.setattr(catalog_module, "ann_partitions", lambda rows: 1000)
+    catalog._write_meta({"ann_partitions": "1000"}, overwrite=True)  # as if built with 1,000
+    catalog._vector_index_checked = -math.inf
     search()  # 0.4 rows per partition: 200 of them, more than 2% of 1,000
     monkeypatch.setattr(catalog_module, "ANN_MIN_CANDIDATES", 4)
     search()  # 10 partitions hold 4 rows: 2% of 1,000 is more
@@ -157,6 +159,24 @@ def test_probes_grow_with_the_partitions_and_with_the_filter(
     assert probes == [12, 16, 200, 20, 1000]
     catalog._ann_rows = 0  # an index whose size LanceDB did not report: the base probes, not one
     assert catalog._nprobes(kept=0.25) == catalog_module.ANN_NPROBES
+
+
+def test_probes_follow_the_partitions_the_index_was_built_with(tmp_path: Path) -> None:
+    catalog = _catalog(tmp_path / "c", "l2", ann_min_rows=200)
+    catalog.insert([make_asset(embedding=v) for v in _vectors(400, seed=7)])
+    catalog.compact()
+    assert catalog._read_meta()["ann_partitions"] == "20"
+    assert catalog._nprobes(kept=0.25) == 20  # 5 rows of the filter per partition: all 20 of them
+    # An index recorded with 5 partitions (an older rule, or another row count): 5 probes, not 20.
+    catalog._write_meta({"ann_partitions": "5"}, overwrite=True)
+    catalog._vector_index_checked = -math.inf
+    catalog._refresh_index_listing()
+    assert catalog._nprobes(kept=0.25) == 5
+    # Built before partitions were recorded: today's rule for the indexed rows.
+    catalog._meta.delete("key = 'ann_partitions'")
+    catalog._vector_index_checked = -math.inf
+    catalog._refresh_index_listing()
+    assert catalog._nprobes(kept=0.25) == 20
 
 
 def test_filter_indexes_wait_for_a_large_catalog_then_serve_exact_search(

@@ -257,6 +257,7 @@ class LanceCatalog(Catalog):
         self._vector_index = False
         self._vector_index_checked = -math.inf
         self._ann_rows = 0
+        self._ann_partitions = 0  # as recorded when the index was built; 0: not recorded
         self._indexed: set[str] = set()  # single-column indexes (`_refresh_index_listing`)
         self._other_tenants = False
         failure: str | None = None
@@ -1106,13 +1107,17 @@ class LanceCatalog(Catalog):
             index = next((i for i in indexes if list(i.columns) == [rows.VECTOR]), None)
             self._vector_index = index is not None
             self._ann_rows = int(getattr(index, "num_indexed_rows", 0) or 0)
+            # The partitions the index has, which an older version of this rule (or another row count
+            # than today's) may have chosen; indexes built before this was recorded have none.
+            recorded = self._read_meta().get("ann_partitions", "0") if index is not None else "0"
+            self._ann_partitions = int(recorded) if recorded.isdigit() else 0
             self._vector_index_checked = now
 
     def _nprobes(self, kept: float = 1.0) -> int:
         """Partitions probed by an approximate query whose filter keeps this share of the rows."""
         if self._ann_rows <= 0:  # LanceDB's listing gave no size for the index: nothing to scale by
             return ANN_NPROBES
-        partitions = ann_partitions(self._ann_rows)
+        partitions = self._ann_partitions or ann_partitions(self._ann_rows)
         kept_per_partition = self._ann_rows / partitions * kept
         needed = math.ceil(ANN_MIN_CANDIDATES / kept_per_partition) if kept_per_partition > 0 else partitions
         return min(partitions, max(ANN_NPROBES, math.ceil(ANN_PROBE_FRACTION * partitions), needed))
@@ -1144,11 +1149,13 @@ class LanceCatalog(Catalog):
             if with_vectors < 2 * built_for:
                 return
         started = time.monotonic()
-        config = IvfSq(distance_type=self.metric, num_partitions=ann_partitions(with_vectors))  # type: ignore[arg-type]
+        partitions = ann_partitions(with_vectors)
+        config = IvfSq(distance_type=self.metric, num_partitions=partitions)  # type: ignore[arg-type]
         self._retry("build the vector index", lambda: self._assets.create_index(rows.VECTOR, config=config))
-        self._write_meta({"ann_rows": str(with_vectors)}, overwrite=True)
+        self._write_meta({"ann_rows": str(with_vectors), "ann_partitions": str(partitions)}, overwrite=True)
         self._vector_index = True
         self._ann_rows = with_vectors
+        self._ann_partitions = partitions
         self._vector_index_checked = time.monotonic()
         log.info(
             "built the IVF_SQ vector index of %s over %d vectors in %.1f s",
