@@ -214,7 +214,14 @@ def test_signals_reach_the_command(
 ) -> None:
     client, asset_id = _rm_at_its_prompt(daemon, tmp_path)
     client.send_signal(signum)
-    _, stderr = client.communicate(timeout=60)
+    # Not `communicate()`: it closes stdin at once, and a prompt that reads the end of its input aborts
+    # (exit 1) before a slow machine's client has passed SIGTERM on.
+    client.wait(timeout=60)
+    assert client.stderr is not None
+    stderr = client.stderr.read()
+    for stream in (client.stdin, client.stdout, client.stderr):
+        if stream is not None:
+            stream.close()
     assert client.returncode == expected, stderr
     if signum == signal.SIGINT:
         assert "Aborted" in stderr  # click's answer to Ctrl-C at a prompt
