@@ -485,7 +485,8 @@ class LanceCatalog(Catalog):
     def _usage_for(self, ids: Sequence[str]) -> dict[str, rows.Usage]:
         if not ids:
             return {}
-        return rows.usage_by_id(self._rows_for_ids(USAGE, ids, rows.USAGE_SCHEMA.names))
+        parts = [self._reads.usage(chunk) for chunk in _chunks(ids, ID_CHUNK)]
+        return rows.usage_by_id(parts[0] if len(parts) == 1 else pa.concat_tables(parts))
 
     def _to_assets(self, table: pa.Table, usage: pa.Table | None = None) -> list[Asset]:
         """Records of an ``assets`` query result, in its order, with their usage counters (read here
