@@ -642,7 +642,7 @@ def _query_anatomy(store: Any, qs: np.ndarray) -> dict[str, float]:
     vector query (one partition, ids only), the ranking at the probes search uses, the same with the
     records, the usage lookup, and reading 10 hits' records packed vs as the 29 field columns."""
     from assetry_lancedb import catalog as lance_catalog
-    from assetry_lancedb import rows, sql
+    from assetry_lancedb import rows
 
     catalog = store.catalog
     reads = catalog._reads
@@ -687,9 +687,7 @@ def _query_anatomy(store: Any, qs: np.ndarray) -> dict[str, float]:
         "ranking_ids_only": med(lambda i: nearest(qs[i], nprobes, [rows.PRIMARY_KEY])),
         "ranking_with_records": med(lambda i: nearest(qs[i], nprobes, list(rows.ASSET_COLUMNS))),
         "ranking_with_records_sync_api": med(lambda i: sync_nearest(qs[i])),
-        "usage_lookup_10_ids": med(
-            lambda i: reads.rows(rows.USAGE, sql.in_list(rows.PRIMARY_KEY, ids[i]), rows.USAGE_SCHEMA.names)
-        ),
+        "usage_lookup_10_ids": med(lambda i: reads.usage(ids[i])),  # as `Store.search` reads them
         "read_10_rows_packed_record": med(
             lambda i: table.take_row_ids(row_ids[i]).select([rows.PRIMARY_KEY, rows.RECORD]).to_arrow()
         ),
