@@ -29,7 +29,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -187,9 +187,7 @@ class DigestCache:
         connection: sqlite3.Connection, paths: list[str], algorithm: str
     ) -> list[tuple[str, str, str, int]]:
         rows: list[tuple[str, str, str, int]] = []
-        for start in range(0, len(paths), _CHUNK):
-            chunk = paths[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _chunks(paths):
             rows.extend(
                 connection.execute(
                     "SELECT path, signature, digest, day FROM digests"
@@ -202,9 +200,7 @@ class DigestCache:
     @staticmethod
     def _touch(connection: sqlite3.Connection, paths: list[str], algorithm: str, today: int) -> None:
         with connection:
-            for start in range(0, len(paths), _CHUNK):
-                chunk = paths[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _chunks(paths):
                 connection.execute(
                     f"UPDATE digests SET day = ? WHERE algorithm = ? AND path IN ({marks})",
                     (today, algorithm, *chunk),
@@ -238,6 +234,13 @@ def file_system_types(mountinfo: str) -> dict[int, str]:
         except (IndexError, ValueError):
             continue
     return types
+
+
+def _chunks(paths: list[str]) -> Iterator[tuple[list[str], str]]:
+    """``paths`` a `_CHUNK` at a time, each with its ``?,?,...`` placeholders."""
+    for start in range(0, len(paths), _CHUNK):
+        chunk = paths[start : start + _CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def _today() -> int:

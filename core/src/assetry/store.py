@@ -128,6 +128,17 @@ class IngestReport:
     bytes_written: int
     files_unread: int = 0
 
+    def _plus(self, other: IngestReport) -> IngestReport:
+        """This report followed by another (batches of one ingest)."""
+        return IngestReport(
+            self.assets + other.assets,
+            self.added + other.added,
+            self.duplicates + other.duplicates,
+            self.blobs_written + other.blobs_written,
+            self.bytes_written + other.bytes_written,
+            self.files_unread + other.files_unread,
+        )
+
 
 @attrs.frozen
 class DeleteReport:
@@ -325,14 +336,7 @@ class Store:
                 batch = self._commit_batch(
                     drafts[start : start + batch_size], on_duplicate, taken, progress, started
                 )
-                report = IngestReport(
-                    report.assets + batch.assets,
-                    report.added + batch.added,
-                    report.duplicates + batch.duplicates,
-                    report.blobs_written + batch.blobs_written,
-                    report.bytes_written + batch.bytes_written,
-                    report.files_unread + batch.files_unread,
-                )
+                report = report._plus(batch)
         finally:
             for content, _ in drafts:
                 content.close()
