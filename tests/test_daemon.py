@@ -214,14 +214,13 @@ def test_signals_reach_the_command(
 ) -> None:
     client, asset_id = _rm_at_its_prompt(daemon, tmp_path)
     client.send_signal(signum)
-    # Not `communicate()`: it closes stdin at once, and a prompt that reads the end of its input aborts
-    # (exit 1) before a slow machine's client has passed SIGTERM on.
-    client.wait(timeout=60)
-    assert client.stderr is not None
-    stderr = client.stderr.read()
-    for stream in (client.stdin, client.stdout, client.stderr):
-        if stream is not None:
-            stream.close()
+    # stdin stays open until the command ended: `communicate()` would close it at once, and a prompt that
+    # reads the end of its input aborts (exit 1) before a slow machine's client has passed SIGTERM on.
+    # stdout and stderr are still drained meanwhile, so a command writing much cannot block on them.
+    stdin, client.stdin = client.stdin, None
+    _, stderr = client.communicate(timeout=60)
+    assert stdin is not None
+    stdin.close()
     assert client.returncode == expected, stderr
     if signum == signal.SIGINT:
         assert "Aborted" in stderr  # click's answer to Ctrl-C at a prompt
