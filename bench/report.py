@@ -3,6 +3,7 @@ the analysis in bench/notes.md."""
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 from common import BENCH
@@ -43,7 +44,7 @@ def render(results: dict[str, Any]) -> str:
     for workload in w.values():
         for t in workload.get("targets", []):
             op = "<=" if t["at_most"] else ">="
-            unit = t["unit"]
+            unit = " MiB" if t["unit"] == "MiB" else t["unit"]  # a word takes a space; x and % do not
             lines.append(
                 f"| {t['name']} | {_num(t['value'])}{unit} | {op} {_num(t['limit'])}{unit} | "
                 f"{'yes' if t['met'] else '**no**'} |"
@@ -74,9 +75,12 @@ def _ingest_small(d: dict[str, Any]) -> list[str]:
     clis = [("cli", "no daemon")] + ([("cli_daemon", "daemon running")] if "cli_daemon" in s else [])
 
     def vs_cp(key: str) -> str:
-        # The median of per-run ratios where the run recorded them (older results: ratio of medians).
+        # The median of per-run ratios: recorded, or from each run's times (older results: ratio of medians).
         if f"{key}_vs_cp" in r:
             return f"{r[f'{key}_vs_cp']:.2f}"
+        times = d.get("seconds", {})
+        if len(times.get(key, ())) == len(times.get("cp", ())) > 0:
+            return f"{statistics.median(t / c for t, c in zip(times[key], times['cp'], strict=True)):.2f}"
         return f"{s[key] / s['cp']:.2f}" if key in s else ""
 
     labels = [
@@ -140,9 +144,9 @@ def _ingest_large(d: dict[str, Any]) -> list[str]:
             "",
             "Where the RSS is: "
             + "; ".join(
-                f"{name}: before the ingest {c['rss_file_before_ingest_mib']:.0f} MiB map files (shared "
-                f"libraries' code) and {c['private_before_ingest_mib']:.0f} MiB are private; private memory "
-                f"peaks at {c['private_peak_mib']:.0f} MiB during the ingest"
+                f"{name}: before the ingest {c['rss_file_before_ingest_mib']:.0f} MiB are mapped files "
+                f"(shared libraries' code) and {c['private_before_ingest_mib']:.0f} MiB are private; private "
+                f"memory peaks at {c['private_peak_mib']:.0f} MiB during the ingest"
                 for name, c in split
             )
             + ".",
@@ -169,6 +173,11 @@ def _search(d: dict[str, Any]) -> list[str]:
         "Cold: the first queries of the process that built the index, which loads a part at a time as "
         "queries first touch it. Warm: a process that loaded the indexes when it opened the catalog "
         "(`prewarm_indexes`), as numpy has its vectors in memory.",
+        "",
+        "Plan (`LanceCatalog._plan`): `ann-all`, the approximate (IVF) vector index, the filter keeping "
+        "every row; `ann`, the index with the filter applied first, for filters keeping enough rows for it "
+        "to keep its recall; `exact`, every vector the filter keeps compared, for selective filters. "
+        "Recall@10: the mean over the queries, the worst query in brackets.",
         "",
         "| Rows | Filter | Rows matching | Plan | Cold median ms | Cold p95 ms | Warm median ms "
         "| Warm p95 ms | numpy exact ms | Speed-up cold | Speed-up warm | Recall@10 (min) |",
@@ -285,12 +294,14 @@ def _scaling(d: dict[str, Any]) -> list[str]:
         "",
         _stamp(d),
         "",
-        "| Assets | files/s |",
+        "| Assets | files/s (median) |",
         "| --- | --- |",
         f"| first 2,000 | {f['first_2000']:,} |",
         f"| {d['catalog_size'] - 2000:,} - {d['catalog_size']:,} | {f['at_100k']:,} |",
         "",
-        f"Throughput at {d['catalog_size']:,} / at 2,000: {d['throughput_ratio']:.2f}.",
+        f"Throughput at {d['catalog_size']:,} / at 2,000: {d['throughput_ratio']:.2f}, the median of the "
+        "per-run ratios (each run ingests into an empty store, fills it, and ingests again); the two rows "
+        "above are medians over all runs, which may come from different runs.",
     ]
 
 
