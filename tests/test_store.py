@@ -390,6 +390,31 @@ def test_find_by_cursor_walks_every_page_and_is_not_shifted_by_new_assets(store:
     assert store.find(limit=100).next_cursor is None
 
 
+def test_a_cursor_walk_reaches_the_end_when_earlier_matches_go_away(store: Store) -> None:
+    # The work-queue pattern: take a page of "todo", process it (the tag goes), take the next page.
+    # The pages' matches before the cursor leave the filter, so their count shrinks under the cursor.
+    ids = [store.add(f"job {i}".encode(), id=f"job{i:02}", tags=["todo"]).id for i in range(10)]
+    page = store.find(tags="todo", order="id", limit=4)
+    seen: list[str] = []
+    while True:
+        seen += [a.id for a in page.items]
+        for asset in page.items:
+            store.update(asset.id, remove_tags=["todo"])
+        if page.next_cursor is None:
+            break
+        page = store.find(tags="todo", order="id", limit=4, after=page.next_cursor)
+    assert seen == ids
+    assert store.find(tags="todo").total == 0
+
+    # Deleted before the cursor, and the last page exactly full: no cursor to an empty page.
+    store.delete(ids[:3])
+    first = store.find(order="id", limit=3, offset=1)
+    assert [a.id for a in first.items] == ids[4:7]
+    last = store.find(order="id", limit=3, after=store.find(order="id", limit=4).next_cursor)
+    assert [a.id for a in last.items] == ids[7:]
+    assert last.next_cursor is None
+
+
 def test_find_refuses_a_cursor_made_for_something_else(store: Store) -> None:
     for i in range(4):
         store.add(f"item {i}".encode(), tags=["t"] if i % 2 else [])

@@ -878,10 +878,15 @@ class Store:
             if cursor.filters != filter_digest(where):
                 raise ValidationError("after", "was made for other filters (or another tenant)")
             offset = cursor.offset
-            items = self.catalog.find_after(where, order=order, limit=limit, after=cursor)
+            # One asset more than the page, to tell whether another page follows: the cursor's offset
+            # and a fresh count disagree as soon as earlier matches are added, deleted or stop matching.
+            items = self.catalog.find_after(where, order=order, limit=limit + 1, after=cursor)
+        more = len(items) > limit if after is not None else None
+        items = items[:limit]
         total = self.catalog.count(where) if len(items) == limit or offset else len(items)
         end = offset + len(items)
-        more = items and end < total
+        if more is None:
+            more = bool(items) and end < total
         cursor_next = Cursor.after(items[-1], order, end, where).encode() if more else None
         return Page(items, offset, limit, total, cursor_next)
 
