@@ -193,6 +193,7 @@ def test_empty_file_is_rejected_unless_allowed(store: Store, tmp_path: Path) -> 
         ({"meta": {"obj": object()}}, "extra"),
         ({"extra": {"f": float("nan")}}, "extra"),
         ({"embedding": [1.0, 2.0]}, "embedding"),  # wrong dimension
+        ({"embedding": [1e39] * DIMENSION}, "embedding"),  # finite, but not in the catalog's float32
         ({"size": 10}, "size"),  # not a draft field
         ({"width": -5}, "width"),
         ({"parent_ids": ["bad id"]}, "parent_ids"),
@@ -552,9 +553,10 @@ def test_search_text_vector_and_similar(store: Store) -> None:
     assert similar[0].asset.label == "n.png"
     hybrid = store.search("forest", vector=vec(1, 0), limit=3)
     assert {h.asset.id for h in hybrid} >= {forest.id, sunset.id}
-    with pytest.raises(ValidationError) as info:
-        store.search(vector=[1.0, 2.0])
-    assert info.value.field == "vector"
+    for vector in ([1.0, 2.0], vec(1e39)):  # the wrong dimension; beyond the catalog's float32
+        with pytest.raises(ValidationError) as info:
+            store.search(vector=vector)
+        assert info.value.field == "vector"
     with pytest.raises(ValidationError):
         store.search()
     no_vector = store.add(b"4", label="plain.txt")
@@ -623,6 +625,7 @@ def test_update_metadata(store: Store) -> None:
         ({"digest": "x"}, "digest"),
         ({"label": "a/b"}, "label"),
         ({"seed": "x"}, "seed"),
+        ({"embedding": vec(1e39)}, "embedding"),
     ]:
         with pytest.raises(ValidationError) as info:
             store.update(asset.id, **bad)  # type: ignore[arg-type]

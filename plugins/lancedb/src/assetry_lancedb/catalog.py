@@ -855,6 +855,8 @@ class LanceCatalog(Catalog):
             )
         if not all(map(math.isfinite, values)):
             raise ValidationError("vector", "contains NaN or infinity")
+        # The query runs in 32-bit floats, as the vectors are stored.
+        rows.check_float32(pa.array([values], type=pa.list_(pa.float32())), "vector")
         return values
 
     def _similarity(self, distance: float) -> float:

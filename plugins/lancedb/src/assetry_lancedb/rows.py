@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from assetry.errors import ValidationError
 from assetry.model import Asset, Kind, Links, Provenance, Status
@@ -201,7 +202,18 @@ def assets_table(assets: Sequence[Asset], schema: pa.Schema) -> pa.Table:
             raise ValidationError(
                 _FIELD_NAMES.get(field.name, field.name), f"cannot be stored: {exc}"
             ) from None
+    check_float32(columns[schema.get_field_index(VECTOR)], "embedding")
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def check_float32(vectors: pa.Array, field: str) -> None:
+    """Vectors are stored as 32-bit floats, where a finite value beyond ~3.4e38 becomes infinity, and a
+    record holding one could no longer be read back (`Asset` refuses infinities)."""
+    if pc.all(pc.is_finite(vectors.flatten())).as_py() is False:
+        raise ValidationError(field, f"has values beyond what 32-bit floats hold (|x| <= {FLOAT32_MAX:.4g})")
 
 
 def usage_table(ids: Sequence[str], last_used: Sequence[datetime | None], counts: Sequence[int]) -> pa.Table:
