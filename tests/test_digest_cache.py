@@ -157,6 +157,26 @@ def test_a_known_file_under_a_new_label_is_cataloged_without_being_read(store: S
 
 
 @pytest.mark.usefixtures("short_margin")
+def test_a_file_name_that_is_not_utf8_is_ingested_without_the_cache(store: Store, tmp_path: Path) -> None:
+    # Unpacked from an old archive: the name's bytes are Latin-1, which Python keeps as surrogate
+    # escapes and SQLite cannot store as text. The cache skips it; the label shows what it can.
+    source = tmp_path / "legacy"
+    source.mkdir()
+    (source / os.fsdecode(b"r\xe9sum\xe9.txt")).write_bytes(b"a legacy file")
+    (source / "plain.txt").write_bytes(b"a plain file")
+    settle()
+    store.add(settled_file(tmp_path, b"F" * 100))  # the cache file exists, as after any ingest
+    assert cache_file(tmp_path).is_file()
+
+    first = store.add_many([source])
+    again = store.add_many([source])
+
+    assert sorted(a.label for a in first.assets) == ["plain.txt", "r\ufffdsum\ufffd.txt"]
+    assert (again.added, again.duplicates, again.files_unread) == (0, 2, 1)  # the legacy name is read again
+    assert store.read(next(a for a in again.assets if a.label != "plain.txt")) == b"a legacy file"
+
+
+@pytest.mark.usefixtures("short_margin")
 def test_the_cache_can_be_turned_off(store_root: Path, files: Path, tmp_path: Path) -> None:
     settle()
     with assetry.open(root=store_root, ingest={"digest_cache": False}) as store:

@@ -72,6 +72,17 @@ def signature(st: os.stat_result) -> str:
     return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
+def _key(content: Content) -> str | None:
+    """The file's path as the cache keys it, or None for a path SQLite cannot store as text: a name that
+    is not valid UTF-8 (Python keeps its bytes as surrogate escapes). Such files are read every time."""
+    path = str(content.local_path)
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return path
+
+
 class DigestCache:
     """Digests of local files by path and signature, in a SQLite file shared by every store (a digest is
     a fact about a file, not about a store). Safe to use from several threads and processes."""
@@ -92,7 +103,8 @@ class DigestCache:
 
     def lookup(self, contents: Sequence[Content], algorithm: str) -> dict[int, str]:
         """Digests remembered for these contents (by index) whose files still have the same signature."""
-        local = {str(c.local_path): i for i, c in enumerate(contents) if c.stat is not None}
+        keys = ((_key(c), i) for i, c in enumerate(contents) if c.stat is not None)
+        local = {key: i for key, i in keys if key is not None}
         if not local or not self.path.exists():  # (looking up must not create the file)
             return {}
         rows = self._run(self._select, list(local), algorithm) or []
@@ -115,11 +127,12 @@ class DigestCache:
         returns how many were recorded. ``started_ns`` is `started`, taken before the files were read."""
         settled_before = started_ns - RACY_MARGIN_NS
         rows = [
-            (str(content.local_path), algorithm, signature(st), digest)
+            (key, algorithm, signature(st), digest)
             for content, digest in hashed
             if (st := content.stat) is not None
             and max(st.st_mtime_ns, st.st_ctime_ns) < settled_before
             and self._keeps_change_times(st.st_dev)
+            and (key := _key(content)) is not None
         ]
         if rows and self._run(self._insert, rows) is None:
             return 0

@@ -693,9 +693,12 @@ class Store:
         if draft.label:
             return draft.label
         if content.name:
+            # A name that is not valid UTF-8 (kept by Python as surrogate escapes) cannot be stored as
+            # text: its undecodable bytes show as U+FFFD, as a file manager shows them.
+            name = content.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
             with contextlib.suppress(ValidationError):
-                check_label(content.name)
-                return content.name
+                check_label(name)
+                return name
         kind = draft.kind or Kind.from_media_type(draft.media_type)
         return f"{kind.value}-{(asset_id or 'new')[:12]}"
 
