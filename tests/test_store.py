@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -210,6 +213,47 @@ def test_invalid_metadata_names_the_field_and_writes_nothing(
     with pytest.raises(ValidationError):
         store.add_many([b"fine", (b"also new", fields)])
     _unchanged(store, before)
+
+
+def test_ctrl_c_while_blobs_are_stored_leaves_none_of_them(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real SIGINT while the main thread waits for the parallel puts; each put is slowed (a slow disk)
+    # so that the signal lands mid-batch, with some blobs written and others still to come.
+    source = tmp_path / "batch"
+    source.mkdir()
+    for i in range(40):
+        (source / f"f{i:02}.bin").write_bytes(b"%d" % i * 1000)
+    real_put = store.blobs.put
+
+    def slow_put(content: Any) -> Any:
+        blob = real_put(content)
+        time.sleep(0.05)
+        return blob
+
+    monkeypatch.setattr(store.blobs, "put", slow_put)
+    before = snapshot(store)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (a test runner may ignore it)
+    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            store.add_many([source])
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    _unchanged(store, before)
+
+
+def test_keep_adds_the_same_file_twice_in_one_call_as_two_assets(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_bytes(b"abc")
+    for batch_size in (1, 10):
+        report = store.add_many([path, path], on_duplicate="keep", batch_size=batch_size)
+        assert report.added == 2
+        assert len({a.id for a in report.assets}) == 2
+        assert report.assets[0].digest == report.assets[1].digest
+    assert store.add_many([path, path]).added == 0  # (skip: both are the assets above)
 
 
 def test_source_changing_during_ingest(store: Store, tmp_path: Path) -> None:

@@ -538,7 +538,8 @@ class Store:
                     content.check_unchanged()
                     self._check_embedding(full)
                     asset = self._build_asset(full, content, blob.digest, blob.size)
-                    existing[key] = asset  # the same file twice in one batch is one asset too
+                    if on_duplicate == "skip":
+                        existing[key] = asset  # the same file twice in one batch is one asset too
                     assets.append(asset)
                     new.append(asset)
                 if new:
@@ -598,61 +599,65 @@ class Store:
             if on_stored is not None:
                 on_stored(index, blob)
 
-        if workers <= 1:
-            for index in range(len(contents)):
-                try:
-                    stored_one(index, put_one(index))
-                except BaseException as exc:
-                    failures[index] = exc
-                    break
-        else:
-            # A few long-lived workers taking the next index, not one future per file: submitting
-            # thousands of futures was a tenth of a bulk ingest in the profile.
-            indexes = iter(range(len(contents)))
-            take = threading.Lock()
-            stop = threading.Event()
-            results: queue.SimpleQueue[tuple[int, StoredBlob | BaseException]] = queue.SimpleQueue()
-
-            def work() -> None:
-                while not stop.is_set():
-                    with take:
-                        index = next(indexes, None)
-                    if index is None:
-                        return
+        try:
+            if workers <= 1:
+                for index in range(len(contents)):
                     try:
-                        results.put((index, put_one(index)))
-                    except BaseException as exc:
-                        results.put((index, exc))
-
-            threads = [
-                threading.Thread(target=work, name=f"assetry-put-{n}", daemon=True) for n in range(workers)
-            ]
-            for thread in threads:
-                thread.start()
-            try:
-                for _ in range(len(contents)):
-                    index, outcome = results.get()
-                    if isinstance(outcome, BaseException):
-                        failures[index] = outcome
-                        break
-                    try:
-                        stored_one(index, outcome)
+                        stored_one(index, put_one(index))
                     except BaseException as exc:
                         failures[index] = exc
                         break
-            finally:
-                stop.set()
+            else:
+                # A few long-lived workers taking the next index, not one future per file: submitting
+                # thousands of futures was a tenth of a bulk ingest in the profile.
+                indexes = iter(range(len(contents)))
+                take = threading.Lock()
+                stop = threading.Event()
+                results: queue.SimpleQueue[tuple[int, StoredBlob | BaseException]] = queue.SimpleQueue()
+
+                def work() -> None:
+                    while not stop.is_set():
+                        with take:
+                            index = next(indexes, None)
+                        if index is None:
+                            return
+                        try:
+                            results.put((index, put_one(index)))
+                        except BaseException as exc:
+                            results.put((index, exc))
+
+                threads = [
+                    threading.Thread(target=work, name=f"assetry-put-{n}", daemon=True)
+                    for n in range(workers)
+                ]
                 for thread in threads:
-                    thread.join()
-                # Puts that finished after a failure still wrote their blobs: collect them for the discard.
-                while not results.empty():
-                    index, outcome = results.get()
-                    if isinstance(outcome, BaseException):
-                        failures.setdefault(index, outcome)
-                    else:
-                        stored[index] = outcome
+                    thread.start()
+                try:
+                    for _ in range(len(contents)):
+                        index, outcome = results.get()
+                        if isinstance(outcome, BaseException):
+                            failures[index] = outcome
+                            break
+                        try:
+                            stored_one(index, outcome)
+                        except BaseException as exc:
+                            failures[index] = exc
+                            break
+                finally:
+                    stop.set()
+                    for thread in threads:
+                        thread.join()
+                    # Puts that finished after a failure wrote their blobs too: collect them for the discard.
+                    while not results.empty():
+                        index, outcome = results.get()
+                        if isinstance(outcome, BaseException):
+                            failures.setdefault(index, outcome)
+                        else:
+                            stored[index] = outcome
+        finally:
+            # Whatever ends the puts (a KeyboardInterrupt in the wait included), what they wrote is known.
+            done.extend(blob for blob in stored if blob is not None)
         put = [blob for blob in stored if blob is not None]
-        done.extend(put)
         if failures:
             index = min(failures)
             failure = failures[index]
