@@ -83,6 +83,22 @@ def test_readding_the_same_file_is_detected(store: Store, tmp_path: Path) -> Non
     assert store.catalog.storage_usage().assets == 2
 
 
+def test_readding_unnamed_content_is_detected(store: Store, tmp_path: Path) -> None:
+    # Content with no label and no usable file name gets one made from its new id, so two adds of it
+    # differ in label: duplicates are judged on "no label" instead.
+    odd_name = tmp_path / "gen\t001.txt"  # (a tab: not a usable label)
+    odd_name.write_bytes(b"generated")
+    for source in (lambda: b"unnamed bytes", lambda: io.BytesIO(b"an unnamed stream"), lambda: odd_name):
+        first = store.add(source())
+        again = store.add(source())
+        assert again.id == first.id
+    seeded = store.add(b"seeded", id="seed.1")
+    assert store.add(b"seeded", id="seed.1") == seeded  # (an id of one's own, no label: idempotent too)
+    assert store.catalog.storage_usage().assets == 4
+    named = store.add(b"unnamed bytes", label="named.bin")  # a label of its own: another asset
+    assert named.id != store.add(b"unnamed bytes").id
+
+
 def test_add_many_expands_directories_and_commits_once(store: Store, files: Path) -> None:
     versions_before = store.catalog._assets.version  # type: ignore[attr-defined]
     ticks: list[int] = []

@@ -523,7 +523,7 @@ class Store:
                     key = (blob.digest, self._label(draft, content, None), draft.project, draft.tenant)
                     if draft.id is not None and draft.id in taken:
                         held = taken[draft.id]
-                        if (held.digest, held.label, held.project, held.tenant) != key:
+                        if (held.digest, _duplicate_label(held), held.project, held.tenant) != key:
                             raise ValidationError(
                                 "id", f"{draft.id!r} already exists with other content or label"
                             )
@@ -682,7 +682,8 @@ class Store:
             for chunk in _chunks(digests, 500):
                 # One query per 500 digests, not one per asset.
                 for asset in self._find_all(Filter(tenant=tenant, digests=chunk)):
-                    found.setdefault((asset.digest or "", asset.label, asset.project, asset.tenant), asset)
+                    key = (asset.digest or "", _duplicate_label(asset), asset.project, asset.tenant)
+                    found.setdefault(key, asset)
         return found
 
     def _find_all(self, where: Filter) -> Iterator[Asset]:
@@ -695,6 +696,8 @@ class Store:
             offset += 1000
 
     def _label(self, draft: AssetDraft, content: Content, asset_id: str | None) -> str:
+        """The caller's label, else the file's name, else one made from the kind and the asset id. With
+        no id (judging duplicates, before there is one), that last is "": see `_duplicate_label`."""
         if draft.label:
             return draft.label
         if content.name:
@@ -704,8 +707,10 @@ class Store:
             with contextlib.suppress(ValidationError):
                 check_label(name)
                 return name
+        if asset_id is None:
+            return ""
         kind = draft.kind or Kind.from_media_type(draft.media_type)
-        return f"{kind.value}-{(asset_id or 'new')[:12]}"
+        return _id_label(kind, asset_id)
 
     def _build_asset(self, draft: AssetDraft, content: Content, digest: str, size: int) -> Asset:
         asset_id = draft.id or new_id()
@@ -1151,6 +1156,17 @@ def _flat_field(field: str | None) -> str | None:
     if field and field.split(".")[0] in ("provenance", "links"):
         return field.split(".", 1)[1]
     return field
+
+
+def _id_label(kind: Kind, asset_id: str) -> str:
+    """The label of content given none and no usable file name: its kind and the start of its id."""
+    return f"{kind.value}-{asset_id[:12]}"
+
+
+def _duplicate_label(asset: Asset) -> str:
+    """The label an asset is judged by as a duplicate: its own, or "" when it was made from its id (no
+    label was given): two adds of the same unnamed bytes get different ids, and would never match."""
+    return "" if asset.label == _id_label(asset.kind, asset.id) else asset.label
 
 
 def new_id() -> str:
