@@ -8,7 +8,7 @@ import pytest
 
 import assetry
 from assetry.config import Config, load_config, parse_size
-from assetry.errors import ConfigError
+from assetry.errors import ConfigError, ValidationError
 from assetry.redact import redact_secrets, redact_text, secret_values
 
 
@@ -115,6 +115,19 @@ def test_corrupt_file_is_a_clear_error_and_creates_nothing(tmp_path: Path) -> No
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("tenant", ["", "  ", "two\nlines"])
+def test_an_empty_or_broken_tenant_is_refused_before_anything_is_created(tmp_path: Path, tenant: str) -> None:
+    write(tmp_path / "assetry.toml", f"[store]\ntenant = {tenant!r}\n".replace("'", '"'))
+    with pytest.raises(ConfigError) as info:
+        assetry.open()
+    assert info.value.field == "store.tenant"
+    (tmp_path / "assetry.toml").unlink()
+    with pytest.raises(ValidationError) as other:
+        assetry.open(tenant=tenant)  # given to open: never replaced by the configured tenant
+    assert other.value.field == "tenant"
+    assert not (tmp_path / ".assetry").exists()
+
+
 def test_backend_options_are_validated_by_the_backend(tmp_path: Path) -> None:
     write(tmp_path / "assetry.toml", "[catalog.options]\nno_such_option = 1\n")
     with pytest.raises(ConfigError) as info:
@@ -124,13 +137,21 @@ def test_backend_options_are_validated_by_the_backend(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("2GB", 2_000_000_000), ("500 MiB", 500 * 1024**2), ("1.5k", 1500), ("123", 123), ("10kib", 10240)],
+    [
+        ("2GB", 2_000_000_000),
+        ("500 MiB", 500 * 1024**2),
+        ("1.5k", 1500),
+        ("123", 123),
+        ("10kib", 10240),
+        ("3Ki", 3072),
+        ("7b", 7),
+    ],
 )
 def test_parse_size(text: str, size: int) -> None:
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize("text", ["-1", "lots", "2 GBs", "", True])
+@pytest.mark.parametrize("text", ["-1", "lots", "2 GBs", "", True, "5ib", "7i", "2bb", "1kk"])
 def test_parse_size_rejects(text: str | bool) -> None:
     with pytest.raises(ConfigError):
         parse_size(text)  # type: ignore[arg-type]

@@ -25,7 +25,8 @@ import platformdirs
 
 from assetry import _convert
 from assetry.digests import ALGORITHMS, DEFAULT_ALGORITHM
-from assetry.errors import ConfigError
+from assetry.errors import ConfigError, ValidationError
+from assetry.model import check_name
 from assetry.redact import redact_secrets
 
 CONFIG_FILENAME = "assetry.toml"
@@ -44,11 +45,18 @@ def _non_empty(_: object, attribute: attrs.Attribute[Any], value: str | None) ->
         raise ConfigError(attribute.name, "must not be empty")
 
 
+def _tenant_name(_: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    try:
+        check_name(value, attribute.name)
+    except ValidationError as exc:
+        raise ConfigError(attribute.name, exc.reason) from None
+
+
 @attrs.frozen(kw_only=True)
 class StoreSection:
     root: str | None = attrs.field(default=None, validator=_non_empty)
     """Where the store lives (a directory or an fsspec URL). Storage and catalog default to places in it."""
-    tenant: str = "default"
+    tenant: str = attrs.field(default="default", validator=_tenant_name)
     """The tenant new assets belong to and queries are scoped to, unless the API call says otherwise."""
 
 
@@ -338,7 +346,7 @@ def _join(base: str, name: str) -> str:
     return f"{base.rstrip('/')}/{name}" if is_url(base) else str(Path(base) / name)
 
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*$", re.IGNORECASE)
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp](?:ib?|b)?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4, "p": 1000**5}
 
 

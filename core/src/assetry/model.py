@@ -114,14 +114,17 @@ def _check_optional_text(_: object, attribute: attrs.Attribute[Any], value: str 
         _fail(attribute, "contains a NUL character")
 
 
-def _check_name(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+def check_name(value: str, field: str) -> None:
     """Names used as filter keys (tenant, project, created_by, links): non-empty, one line."""
-    if value is None:
-        return
     if not value.strip():
-        _fail(attribute, "must not be empty")
+        raise ValidationError(field, "must not be empty")
     if len(value) > 256 or any(ch in value for ch in "\x00\n\r"):
-        _fail(attribute, f"{value[:40]!r} is not a valid name (one line, at most 256 characters)")
+        raise ValidationError(field, f"{value[:40]!r} is not a valid name (one line, at most 256 characters)")
+
+
+def _check_name(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None:
+        check_name(value, attribute.name)
 
 
 def _check_tags(_: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:

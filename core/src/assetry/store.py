@@ -62,6 +62,7 @@ from assetry.model import (
     StoreStats,
     UsageEvent,
     check_label,
+    check_name,
     filter_digest,
     utcnow,
 )
@@ -231,6 +232,8 @@ class Store:
         register: Iterable[object] = (),
         load_entrypoints: bool = True,
     ) -> Store:
+        if tenant is not None:  # (an empty one too: it must not fall back to the configured tenant)
+            check_name(tenant, "tenant")
         pm = get_plugin_manager(
             block=config.plugins.block, load_entrypoints=load_entrypoints, plugins=register
         )
@@ -249,7 +252,7 @@ class Store:
         except BaseException:
             blobs.close()
             raise
-        store = cls(config, pm, blobs, catalog, tenant=tenant or config.store.tenant)
+        store = cls(config, pm, blobs, catalog, tenant=config.store.tenant if tenant is None else tenant)
         log.info("opened store: storage %s, catalog %s", blobs.describe(), catalog.describe())
         return store
 
