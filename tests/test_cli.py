@@ -45,6 +45,24 @@ def test_init_creates_config_and_store(project: Path) -> None:
     assert "already exists" in again.output
 
 
+def test_a_failed_init_leaves_nothing_behind_and_init_says_where_the_store_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ASSETRY_VECTORS__DIMENSION", "wide")
+    failed = run("init", "first")
+    assert failed.exit_code == 1
+    assert "vectors.dimension" in failed.output
+    assert list((tmp_path / "first").iterdir()) == []  # a second try is not refused
+    monkeypatch.delenv("ASSETRY_VECTORS__DIMENSION")
+    assert "in .assetry/ with" in ok("init", "first").output
+
+    elsewhere = tmp_path / "elsewhere"
+    monkeypatch.setenv("ASSETRY_STORE__ROOT", str(elsewhere))
+    assert f"in {elsewhere} with" in ok("init", "second").output
+    assert elsewhere.is_dir()
+    assert not (tmp_path / "second" / ".assetry").exists()
+
+
 def test_add_ls_show_cat(project: Path) -> None:
     (project / "in").mkdir()
     for i in range(3):

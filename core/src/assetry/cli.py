@@ -282,9 +282,15 @@ def init(directory: str, dimension: int, metric: str) -> None:
     )
     from assetry.store import open as open_store
 
-    with open_store(config_file):
-        pass
-    click.echo(f"Initialised an assetry store in {(target / '.assetry').name}/ with {CONFIG_FILENAME}.")
+    try:
+        with open_store(config_file) as store:
+            root = store.config.root
+    except BaseException:
+        config_file.unlink()  # a failed init leaves nothing that a second try would trip over
+        raise
+    # (The environment may move the store elsewhere: say where it is.)
+    shown = ".assetry/" if Path(root) == (target / ".assetry").resolve() else root
+    click.echo(f"Initialised an assetry store in {shown} with {CONFIG_FILENAME}.")
 
 
 @cli.command()
