@@ -404,6 +404,19 @@ def test_a_directory_others_can_write_is_never_used(env: dict[str, str], tmp_pat
     assert list(shared.iterdir()) == []
 
 
+def test_a_file_where_the_daemon_directory_goes_is_an_error_not_a_traceback(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    a_file = tmp_path / "not-a-directory"
+    a_file.write_text("x")
+    for directory in (a_file, a_file / "below"):
+        where = {**env, _launch.DIR_ENV: str(directory)}
+        refused = assetry(where, "daemon", "start", cwd=tmp_path, check=False)
+        assert refused.returncode == 1
+        assert f"{directory} must be a directory only you can use" in refused.stderr
+        assert "Traceback" not in refused.stderr
+
+
 def test_protocol_mismatch_is_refused(
     daemon: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

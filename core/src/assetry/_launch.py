@@ -103,11 +103,11 @@ def socket_path() -> str:
 def private_dir(path: str, *, create: bool) -> bool:
     """True if ``path`` is a directory only this user can use (created so if asked). Another user's
     directory, or one others may write to, is never used: its socket could be anybody's."""
-    if create:
-        os.makedirs(path, mode=0o700, exist_ok=True)
     try:
+        if create:
+            os.makedirs(path, mode=0o700, exist_ok=True)
         st = os.lstat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, FileExistsError, NotADirectoryError):  # (a file where a directory goes)
         return False
     import stat
 
