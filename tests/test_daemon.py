@@ -158,6 +158,30 @@ def test_errors_and_exit_statuses_are_the_same_as_in_process(daemon: dict[str, s
     assert not (tmp_path / "store" / "blobs").exists() or not any((tmp_path / "store" / "blobs").rglob("*"))
 
 
+def test_a_closed_standard_descriptor_stays_closed_for_the_command(
+    daemon: dict[str, str], tmp_path: Path
+) -> None:
+    def closed_stdout() -> None:
+        os.close(1)
+
+    before = status(daemon, tmp_path)["served"]
+    outcomes = []
+    for env in (daemon, in_process(daemon)):
+        result = subprocess.run(
+            [sys.executable, "-m", "assetry", "--root", "store", "ls"],
+            cwd=tmp_path,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            check=False,
+            preexec_fn=closed_stdout,  # the shell's `>&-`, in the child before exec
+        )
+        outcomes.append((result.returncode, result.stderr))
+    assert outcomes[0] == outcomes[1]
+    assert status(daemon, tmp_path)["served"] == before + 1
+
+
 def test_stdin_reaches_the_command(daemon: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("keep or delete")
     asset = json.loads(assetry(daemon, "--root", "s", "add", "a.txt", "--json", cwd=tmp_path).stdout)[

@@ -119,6 +119,14 @@ def connect(path: str, timeout: float | None = 5.0) -> socket.socket | None:
     if len(path.encode()) > MAX_SOCKET_PATH or not private_dir(os.path.dirname(path), create=False):
         return None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if sock.fileno() <= 2:
+        # A standard descriptor was closed (`assetry ls >&-`) and the socket took its number: move it
+        # up, so that the command runs with that descriptor closed, as it would in this process.
+        import fcntl
+
+        moved = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+        sock.close()
+        sock = socket.socket(fileno=moved)
     sock.settimeout(timeout)
     try:
         sock.connect(path)
@@ -286,7 +294,8 @@ def main() -> None:
     if supported() and not disabled() and command_name(argv[1:]) != "daemon":
         status = run_in_daemon(argv)
         if status is not None:
-            sys.stdout.flush()
+            if sys.stdout is not None:  # (None when this process started with descriptor 1 closed)
+                sys.stdout.flush()
             raise SystemExit(status)
         if _mode() == "auto":
             _start_for_next_time()
