@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -423,6 +424,29 @@ def test_find_filters_and_paginates(store: Store) -> None:
     with pytest.raises(ValidationError) as info:
         store.find(colour="red")
     assert info.value.field == "colour"
+
+
+def test_filters_at_the_edges_of_their_types(store: Store) -> None:
+    lowest = store.add(b"lowest seed", seed=-(2**63), embedding=[1.0] * DIMENSION)
+    assert [a.id for a in store.find(seed=-(2**63)).items] == [lowest.id]
+    assert [h.asset.id for h in store.search(vector=[1.0] * DIMENSION, seed=-(2**63))] == [lowest.id]
+    assert store.find(seed=2**63 - 1).total == 0
+    assert store.find(created_after=datetime(999, 1, 1, tzinfo=UTC)).total == 1  # (a 3-digit year)
+    assert store.find(created_before=datetime(50, 1, 1)).total == 0
+    for filters, field in [
+        ({"seed": 2**63}, "seed"),
+        ({"min_size": 2**63}, "min_size"),
+        ({"limit": 2**63}, "limit"),
+        ({"offset": 2**63}, "offset"),
+        ({"offset": -1}, "offset"),
+    ]:
+        with pytest.raises(ValidationError) as info:
+            store.find(**filters)
+        assert info.value.field == field, filters
+    for search in (lambda: store.search("seed", limit=2**63), lambda: store.similar(lowest.id, limit=0)):
+        with pytest.raises(ValidationError) as info:
+            search()
+        assert info.value.field == "limit"
 
 
 def test_find_by_cursor_walks_every_page_and_is_not_shifted_by_new_assets(store: Store) -> None:

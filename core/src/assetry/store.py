@@ -880,8 +880,7 @@ class Store:
             again), and assets added or deleted meanwhile do not shift the pages.
         """
         _check_order(order)
-        if limit <= 0 or offset < 0:
-            raise ValidationError("limit" if limit <= 0 else "offset", "must be positive")
+        _check_window(limit, offset)
         where = self.filter(**filters)
         if after is None:
             items = self.catalog.find(where, order=order, limit=limit, offset=offset)
@@ -929,8 +928,7 @@ class Store:
         reciprocal rank), with the same filters as `find`."""
         if not text and vector is None:
             raise ValidationError("text", "give search text, a vector, or both")
-        if limit <= 0:
-            raise ValidationError("limit", "must be positive")
+        _check_window(limit)
         query = SearchQuery(
             text=text or None,
             vector=self._vector(vector) if vector is not None else None,
@@ -941,6 +939,7 @@ class Store:
 
     def similar(self, to: str | Sequence[float], *, limit: int = 10, **filters: Any) -> list[Hit]:
         """Assets whose embeddings are nearest to an asset's (excluding it) or to a vector."""
+        _check_window(limit)
         exclude: tuple[str, ...] = ()
         if isinstance(to, str):
             asset = self.resolve(to)
@@ -1214,6 +1213,17 @@ def _freeze(value: Any) -> object:
         parts = [_freeze(item) for item in value]
         return None if any(p is None for p in parts) else ("seq", tuple(parts))
     return None
+
+
+def _check_window(limit: int, offset: int = 0) -> None:
+    """A page's limit and offset: what a catalog can take (a signed 64-bit count)."""
+    if limit <= 0:
+        raise ValidationError("limit", "must be positive")
+    if offset < 0:
+        raise ValidationError("offset", "must not be negative")
+    for field, value in (("limit", limit), ("offset", offset)):
+        if value >= 2**63:
+            raise ValidationError(field, "must be below 2**63")
 
 
 def _check_order(order: str) -> None:

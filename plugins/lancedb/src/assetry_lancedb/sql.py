@@ -44,7 +44,7 @@ def timestamp(value: datetime, field: str) -> str:
     if not isinstance(value, datetime):
         raise ValidationError(field, f"expected a date/time, got {type(value).__name__}")
     utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return f"TIMESTAMP '{utc.strftime('%Y-%m-%dT%H:%M:%S.%f')}+00:00'"
+    return f"TIMESTAMP '{utc.isoformat(timespec='microseconds')}'"  # (years before 1000 padded to 4 digits)
 
 
 def after_clause(ordering: Sequence[tuple[str, bool]], key: object, last_id: str) -> str:
@@ -59,7 +59,7 @@ def after_clause(ordering: Sequence[tuple[str, bool]], key: object, last_id: str
             raise ValidationError("after", "is not a cursor for this order")
         literal = timestamp(key, "after")
     elif column == "size":
-        literal = str(_integer(key, "after"))
+        literal = _integer(key, "after")
     elif isinstance(key, str):
         literal = quote(key)
     else:
@@ -68,10 +68,16 @@ def after_clause(ordering: Sequence[tuple[str, bool]], key: object, last_id: str
     return f"({column} {beyond} {literal} OR ({column} = {literal} AND {after_id}))"
 
 
-def _integer(value: object, field: str) -> int:
+def _integer(value: object, field: str) -> str:
+    """An integer literal that LanceDB reads as a signed 64-bit integer, the type of the columns compared
+    (it reads a larger one as unsigned or floating point, and refuses the comparison)."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(field, f"expected an integer, got {value!r}")
-    return value
+    if not -(2**63) <= value < 2**63:
+        raise ValidationError(field, f"{value} is outside the signed 64-bit range")
+    if value == -(2**63):  # (written as a negated 2**63, which does not fit)
+        return f"({value + 1} - 1)"
+    return str(value)
 
 
 def _kinds(values: Iterable[Kind | str]) -> list[str]:
