@@ -107,6 +107,27 @@ def test_bad_env_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
     assert info.value.field == "vectors.dimension"
 
 
+def test_errors_blame_what_set_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "assetry.toml", "[vectors]\ndimension = 4\n[gc]\nquota = 'lots'\n")
+    cases = [  # (environment, arguments) -> what the message starts with
+        ({}, None, "assetry.toml: gc.quota:"),
+        ({"ASSETRY_GC__QUOTA": "-1"}, None, "ASSETRY_GC__QUOTA: gc.quota:"),
+        ({"ASSETRY_VECTORS__SIZE": "4", "ASSETRY_GC__QUOTA": "1"}, None, "ASSETRY_VECTORS__SIZE: vectors."),
+        ({"ASSETRY_GC__QUOTA": "-1"}, {"gc": {"quota": -2}}, "arguments: gc.quota:"),
+    ]
+    for environment, overrides, start in cases:
+        with monkeypatch.context() as m:
+            for name, value in environment.items():
+                m.setenv(name, value)
+            with pytest.raises(ConfigError) as info:
+                load_config(overrides=overrides)
+        assert str(info.value).startswith(start), (environment, str(info.value))
+    monkeypatch.setenv("ASSETRY_NOSUCH__X", "1")
+    with pytest.raises(ConfigError, match="^ASSETRY_NOSUCH__X: nosuch: unknown section"):
+        assetry.open(gc={"quota": 1})
+    assert not (tmp_path / ".assetry").exists()
+
+
 def test_corrupt_file_is_a_clear_error_and_creates_nothing(tmp_path: Path) -> None:
     write(tmp_path / "assetry.toml", "[store\nroot = 'x'\n")
     with pytest.raises(ConfigError, match=r"assetry.toml: not valid TOML"):

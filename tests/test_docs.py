@@ -46,7 +46,7 @@ def _config_keys() -> list[str]:
     default = Config()
     keys = []
     for section in attrs.fields(Config):
-        if section.name in ("sections", "source"):
+        if not attrs.has(type(getattr(default, section.name))):  # (plugin tables, the source, ...)
             continue
         keys += [f"{section.name}.{f.name}" for f in attrs.fields(type(getattr(default, section.name)))]
     return keys

@@ -151,6 +151,8 @@ class Config:
     """Plugin tables: raw dicts until `claim_sections` replaces them with the plugins' attrs instances."""
     source: Path | None = None
     """The file this was read from, if any."""
+    origins: dict[str, str] = attrs.field(factory=dict)
+    """Keys set outside the file (dotted), and by what: an environment variable's name, or "arguments"."""
 
     # -- derived locations ----------------------------------------------------------------------------
 
@@ -193,11 +195,12 @@ class Config:
         structured: dict[str, Any] = {}
         for name, raw in self.sections.items():
             if name not in claims:
-                raise ConfigError(name, "unknown section (no installed plugin claims it)", source=self._shown)
-            structured[name] = _structure(raw, claims[name], name, self._shown)
+                reason = "unknown section (no installed plugin claims it)"
+                raise ConfigError(name, reason, source=_blame(name, self.origins, self._shown))
+            structured[name] = _structure(raw, claims[name], name, self._shown, self.origins)
         for name, cls in claims.items():
             if name not in structured:
-                structured[name] = _structure({}, cls, name, self._shown)
+                structured[name] = _structure({}, cls, name, self._shown, self.origins)
         return attrs.evolve(self, sections=structured)
 
     @property
@@ -208,7 +211,7 @@ class Config:
         """The effective configuration as plain data, secrets redacted (for ``assetry config``)."""
         data: dict[str, Any] = {}
         for field in attrs.fields(Config):
-            if field.name in ("sections", "source"):
+            if field.name in _NOT_TABLES:
                 continue
             data[field.name] = _convert.unstructure(getattr(self, field.name))
         data["store"]["root"] = self.root
@@ -219,6 +222,10 @@ class Config:
         for name, section in self.sections.items():
             data[name] = section if isinstance(section, dict) else _convert.unstructure(section)
         return redact_secrets(data) if redact else data
+
+
+_NOT_TABLES = frozenset({"sections", "source", "origins"})
+"""`Config` fields that are not tables of the file."""
 
 
 # -- loading ------------------------------------------------------------------------------------------------
@@ -256,29 +263,53 @@ def load_config(
     else:
         source = find_config_file(start, env) if use_file else None
     raw: dict[str, Any] = _read_toml(source) if source else {}
-    _merge(raw, env_overrides(env))
+    origins: dict[str, str] = {}
+    _merge(raw, env_overrides(env, origins))
     if overrides:
+        origins.update((key, "arguments") for key in _leaves(overrides))
         _merge(raw, copy.deepcopy(dict(overrides)))
-    return config_from_dict(raw, source=source)
+    return config_from_dict(raw, source=source, origins=origins)
 
 
-def config_from_dict(raw: Mapping[str, Any], *, source: Path | None = None) -> Config:
+def config_from_dict(
+    raw: Mapping[str, Any], *, source: Path | None = None, origins: Mapping[str, str] | None = None
+) -> Config:
     shown = source.name if source else None
-    core_names = {f.name for f in attrs.fields(Config)} - {"sections", "source"}
+    origins = dict(origins or {})
+    core_names = {f.name for f in attrs.fields(Config)} - _NOT_TABLES
     core = {k: v for k, v in raw.items() if k in core_names}
     sections = {k: v for k, v in raw.items() if k not in core_names}
     for name, value in sections.items():
         if not isinstance(value, Mapping):
-            raise ConfigError(name, "expected a table", source=shown)
-    config: Config = _structure(core, Config, "", shown)
-    return attrs.evolve(config, sections={k: dict(v) for k, v in sections.items()}, source=source)
+            raise ConfigError(name, "expected a table", source=_blame(name, origins, shown))
+    config: Config = _structure(core, Config, "", shown, origins)
+    sections = {k: dict(v) for k, v in sections.items()}
+    return attrs.evolve(config, sections=sections, source=source, origins=origins)
 
 
-def _structure(data: Any, cls: type[Any], prefix: str, shown: str | None) -> Any:
+def _structure(data: Any, cls: type[Any], prefix: str, shown: str | None, origins: Mapping[str, str]) -> Any:
     try:
         return _convert.structure(data, cls, error=ConfigError, prefix=prefix)
     except ConfigError as exc:
-        raise ConfigError(exc.field, exc.reason, source=shown) from None
+        raise ConfigError(exc.field, exc.reason, source=_blame(exc.field, origins, shown)) from None
+
+
+def _blame(field: str | None, origins: Mapping[str, str], shown: str | None) -> str | None:
+    """What set the key an error names (an environment variable, the arguments), else the file."""
+    if field:
+        for key, origin in origins.items():
+            if field == key or field.startswith(f"{key}.") or key.startswith(f"{field}."):
+                return origin
+    return shown
+
+
+def _leaves(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys of a nested mapping's values (tables are descended into)."""
+    keys = []
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        keys += _leaves(value, f"{dotted}.") if isinstance(value, Mapping) and value else [dotted]
+    return keys
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -291,8 +322,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(None, f"cannot read: {exc.strerror}", source=path.name) from None
 
 
-def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
-    """``ASSETRY_STORAGE__URL=x`` -> ``{"storage": {"url": "x"}}``."""
+def env_overrides(env: Mapping[str, str], origins: dict[str, str] | None = None) -> dict[str, Any]:
+    """``ASSETRY_STORAGE__URL=x`` -> ``{"storage": {"url": "x"}}``; ``origins`` (if given) gets each
+    dotted key's variable name, for errors to name the variable rather than the file."""
     result: dict[str, Any] = {}
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
@@ -307,6 +339,8 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         for key in keys[:-1]:
             node = node.setdefault(key, {})
         node[keys[-1]] = parsed
+        if origins is not None:
+            origins[".".join(keys)] = name
     return result
 
 
