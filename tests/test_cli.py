@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from assetry.cli import cli, main
+from assetry.cli import _config_argument, cli, main
 
 
 @pytest.fixture
@@ -203,6 +203,36 @@ def test_config_shows_effective_values_without_secrets(
     assert out["vectors"]["dimension"] == 4
     assert out["storage"]["options"]["secret"] == "***"
     assert "hunter2" not in ok("config").output
+    # The arguments count, plugin tables come with their defaults and are checked as a store checks them.
+    out = json.loads(ok("--tenant", "alice", "config", "--json").output)
+    assert out["store"]["tenant"] == "alice"
+    assert out["media"]["sniff"] is True
+    with (project / "assetry.toml").open("a") as f:
+        f.write("\n[nonsense]\nx = 1\n")
+    refused = run("config")
+    assert refused.exit_code == 1
+    assert "nonsense: unknown section" in refused.output
+
+
+def test_plugin_commands_see_the_config_however_the_option_is_spelt(tmp_path: Path) -> None:
+    for argv in (["--config", "f.toml", "ls"], ["--config=f.toml", "ls"], ["-c", "f.toml"], ["-cf.toml"]):
+        assert _config_argument(argv) == "f.toml", argv
+    for argv in (["ls", "-c", "other"], ["--root", "-cx", "ls"], ["--tenant", "t", "ls"]):
+        assert _config_argument(argv) is None, argv  # a command's own option, an option's value
+    # In a real process (the commands of the process before would still be registered here):
+    blocked = tmp_path / "blocked.toml"
+    blocked.write_text('[vectors]\ndimension = 4\n[plugins]\nblock = ["assetry-media"]\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETRY_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "assetry", f"--config={blocked}", "demo", "--help"],  # demo: assetry-media's
+        env={**env, "ASSETRY_DAEMON": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "No such command 'demo'" in result.stderr
 
 
 def test_plugins_lists_builtins(project: Path) -> None:

@@ -19,7 +19,7 @@ from assetry.config import CONFIG_FILENAME, load_config
 from assetry.daemon import DEFAULT_IDLE_SECONDS
 from assetry.errors import AssetryError, ConfigError, SourceError
 from assetry.model import ORDERS, Asset, Hit, Kind
-from assetry.plugins import get_plugin_manager
+from assetry.plugins import config_claims, get_plugin_manager
 from assetry.redact import redact_url
 from assetry.store import Store, iter_files
 
@@ -676,7 +676,14 @@ def plugins(state: Context, /, show_all: bool, hook: str | None, as_json: bool) 
 @pass_context
 def show_config(state: Context, /, as_json: bool) -> None:
     """Show the effective configuration (file + environment + defaults), secrets redacted."""
-    cfg = load_config(state.config_path, overrides={"store": {"root": state.root}} if state.root else None)
+    store: dict[str, str] = {}
+    if state.root:
+        store["root"] = state.root
+    if state.tenant is not None:
+        store["tenant"] = state.tenant
+    cfg = load_config(state.config_path, overrides={"store": store} if store else None)
+    # Plugin tables checked and completed with their defaults, as opening a store does.
+    cfg = cfg.claim_sections(config_claims(get_plugin_manager(block=cfg.plugins.block)))
     data = cfg.to_dict()
     if as_json:
         emit_json({"source": cfg.source.name if cfg.source else None, **data})
@@ -779,12 +786,26 @@ def daemon_status(as_json: bool) -> None:
 # -- entry point --------------------------------------------------------------------------------------------
 
 
+def _config_argument(argv: Sequence[str]) -> str | None:
+    """The value of the global --config option, spelt ``--config F``, ``--config=F``, ``-c F`` or ``-cF``."""
+    args = iter(argv)
+    for arg in args:
+        if arg in ("--config", "-c"):
+            return next(args, None)
+        if arg.startswith("--config="):
+            return arg.partition("=")[2]
+        if arg.startswith("-c") and not arg.startswith("--"):
+            return arg[2:]
+        if arg in ("--root", "--tenant"):
+            next(args, None)
+        elif not arg.startswith("-"):
+            return None  # the command: the options after it are its own
+    return None
+
+
 def _plugin_commands(argv: Sequence[str]) -> None:
     """Let plugins add commands before click parses the arguments."""
-    config_path = None
-    for flag in ("--config", "-c"):
-        if flag in argv[:-1]:
-            config_path = argv[argv.index(flag) + 1]
+    config_path = _config_argument(argv)
     try:
         block = load_config(config_path or os.environ.get("ASSETRY_CONFIG") or None).plugins.block
     except AssetryError:
