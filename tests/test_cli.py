@@ -187,6 +187,15 @@ def test_errors_are_one_clear_line(project: Path) -> None:
     assert "quota" in no_quota.output
 
 
+def test_empty_files_need_allow_empty(project: Path) -> None:
+    (project / "empty.png").write_bytes(b"")
+    refused = run("add", "empty.png")
+    assert refused.exit_code == 1
+    assert "empty.png: is empty (0 bytes); pass allow_empty (--allow-empty)" in refused.output
+    added = json.loads(ok("add", "empty.png", "--allow-empty", "--json").output)
+    assert added["assets"][0]["size"] == 0
+
+
 def test_corrupt_config_is_reported(project: Path) -> None:
     (project / "assetry.toml").write_text("[store\n")
     result = run("ls")

@@ -324,6 +324,7 @@ def init(directory: str, dimension: int, metric: str) -> None:
     help="Same content, label and project already cataloged: reuse it, or add another asset.",
 )
 @click.option("--no-recursive", is_flag=True, help="Do not descend into subdirectories.")
+@click.option("--allow-empty", is_flag=True, help="Store empty files (refused by default).")
 @json_option
 @pass_context
 def add(
@@ -335,6 +336,7 @@ def add(
     meta: tuple[str, ...],
     on_duplicate: str,
     pin: bool,
+    allow_empty: bool,
     as_json: bool,
     **fields: Any,
 ) -> None:
@@ -352,7 +354,13 @@ def add(
     store = state.store()
     show_bar = len(files) > 1 and not as_json
     with click.progressbar(length=len(files), label="Adding", file=sys.stderr, hidden=not show_bar) as bar:
-        report = store.add_many(items, on_duplicate=on_duplicate, progress=bar.update, **common)  # type: ignore[arg-type]
+        report = store.add_many(
+            items,
+            on_duplicate=on_duplicate,  # type: ignore[arg-type]
+            allow_empty=allow_empty,
+            progress=bar.update,
+            **common,  # type: ignore[arg-type]
+        )
     if as_json:
         emit_json(
             {

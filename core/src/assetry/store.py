@@ -414,9 +414,8 @@ class Store:
         try:
             for content, fields in planned:
                 if content.size == 0 and not allow_empty:
-                    raise SourceError(
-                        content.name or "source", "is empty (0 bytes); pass allow_empty to store it"
-                    )
+                    reason = "is empty (0 bytes); pass allow_empty (--allow-empty) to store it"
+                    raise SourceError(content.name or "source", reason)
                 key = _freeze(fields)
                 draft = drafts.get(key) if key is not None else None
                 if draft is None:
