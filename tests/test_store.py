@@ -8,6 +8,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -98,6 +100,49 @@ def test_readding_unnamed_content_is_detected(store: Store, tmp_path: Path) -> N
     assert store.catalog.storage_usage().assets == 4
     named = store.add(b"unnamed bytes", label="named.bin")  # a label of its own: another asset
     assert named.id != store.add(b"unnamed bytes").id
+
+
+_INGEST_ON_CUE = """
+import sys, time
+from pathlib import Path
+import assetry
+root, source, ready, go = map(Path, sys.argv[1:5])
+store = assetry.open(root=root, vectors={"dimension": %d}, ingest={"digest_cache": False})
+ready.touch()
+while not go.exists():
+    time.sleep(0.005)
+report = store.add_many([source])
+print(report.added, report.duplicates)
+"""
+
+
+def test_two_processes_adding_the_same_files_at_once_add_each_once(store: Store, tmp_path: Path) -> None:
+    # Each process writes some blobs first and finds others stored by the other; whichever commits
+    # second must still find the first's records for all of them.
+    source = tmp_path / "source"
+    source.mkdir()
+    for i in range(200):
+        (source / f"f{i:03}.txt").write_bytes(f"file {i} ".encode() * 100)
+    root = store.config.root
+    go = tmp_path / "go"
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _INGEST_ON_CUE % DIMENSION, root, source, tmp_path / f"ready{n}", go],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(2)
+    ]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready{n}").exists() for n in range(2)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    reports = sorted(tuple(map(int, child.communicate(timeout=120)[0].split())) for child in children)
+    assert [child.returncode for child in children] == [0, 0]
+    assert sum(added for added, _ in reports) == 200  # however the work fell between the two
+    assert sum(duplicates for _, duplicates in reports) == 200
+    labels = [a.label for a in store.iter()]
+    assert len(labels) == len(set(labels)) == 200
 
 
 def test_add_many_expands_directories_and_commits_once(store: Store, files: Path) -> None:
