@@ -366,8 +366,10 @@ def test_get_unknown_and_prefix_resolution(store: Store) -> None:
     with pytest.raises(AmbiguousId, match="matches several assets"):
         store.resolve(twin.id[:6] if asset.id[:6] == twin.id[:6] else other.id[:6])
     assert store.resolve(twin.id[:7]) == twin
-    with pytest.raises(AssetNotFound):
+    with pytest.raises(AssetNotFound, match="'abc' \\(an id prefix needs at least 4 characters\\)"):
         store.resolve("abc")  # too short to be a prefix
+    with pytest.raises(AssetNotFound, match="^no asset with id 'ffffffff'$"):
+        store.resolve("ffffffff")  # long enough, matching nothing: no hint
 
 
 def test_usage_is_buffered_then_folded(store: Store) -> None:

@@ -37,12 +37,13 @@ class SourceError(ValidationError):
 class AssetNotFound(AssetryError, KeyError):
     """No asset with this id (in this tenant)."""
 
-    def __init__(self, asset_id: str) -> None:
+    def __init__(self, asset_id: str, *, hint: str | None = None) -> None:
         self.asset_id = asset_id
+        self.hint = hint
         super().__init__(asset_id)
 
     def __str__(self) -> str:
-        return f"no asset with id {self.asset_id!r}"
+        return f"no asset with id {self.asset_id!r}" + (f" ({self.hint})" if self.hint else "")
 
 
 class AmbiguousId(AssetryError, KeyError):

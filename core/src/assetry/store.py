@@ -805,7 +805,8 @@ class Store:
                 return self.get(matches[0])
             if matches:
                 raise AmbiguousId(id_or_prefix, matches)
-        raise AssetNotFound(id_or_prefix)
+            raise AssetNotFound(id_or_prefix)
+        raise AssetNotFound(id_or_prefix, hint="an id prefix needs at least 4 characters")
 
     def open(self, asset_id: str | Asset, *, action: str = "open", actor: str | None = None) -> BinaryIO:
         """A binary reader over the content; records the access."""
