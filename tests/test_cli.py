@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -212,6 +213,10 @@ def test_config_shows_effective_values_without_secrets(
     assert out["vectors"]["dimension"] == 4
     assert out["storage"]["options"]["secret"] == "***"
     assert "hunter2" not in ok("config").output
+    as_toml = tomllib.loads(ok("config").output)  # (copied into an assetry.toml, it loads)
+    assert as_toml["vectors"]["dimension"] == 4
+    assert as_toml["storage"]["options"] == {"secret": "***"}
+    assert "quota" not in as_toml["gc"]  # not set: a comment
     # The arguments count, plugin tables come with their defaults and are checked as a store checks them.
     out = json.loads(ok("--tenant", "alice", "config", "--json").output)
     assert out["store"]["tenant"] == "alice"

@@ -696,11 +696,26 @@ def show_config(state: Context, /, as_json: bool) -> None:
     if as_json:
         emit_json({"source": cfg.source.name if cfg.source else None, **data})
         return
+    # TOML, so that it can be copied into an assetry.toml; a value that is not set is a comment.
     click.echo(f"# from {cfg.source if cfg.source else 'defaults (no assetry.toml found)'}")
     for section, values in data.items():
         click.echo(f"\n[{section}]")
         for key, value in values.items():
-            click.echo(f"{key} = {json.dumps(value, default=str)}")
+            click.echo(f"# {key} = (not set)" if value is None else f"{key} = {_toml_value(value)}")
+
+
+def _toml_value(value: Any) -> str:
+    """A TOML literal for plain configuration data (strings, numbers, booleans, lists, tables)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value if v is not None) + "]"
+    if isinstance(value, dict):
+        items = (f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items() if v is not None)
+        return "{" + ", ".join(items) + "}"
+    return json.dumps(str(value))  # a JSON string is a TOML basic string
 
 
 # -- the daemon ----------------------------------------------------------------------------------------------
