@@ -45,8 +45,11 @@ def render(results: dict[str, Any]) -> str:
         for t in workload.get("targets", []):
             op = "<=" if t["at_most"] else ">="
             unit = " MiB" if t["unit"] == "MiB" else t["unit"]  # a word takes a space; x and % do not
+            shown = _num(t["value"])
+            if shown == _num(t["limit"]) and not t["met"]:  # (0.7997 against 0.8 must not read "0.8")
+                shown = f"{t['value']:.4f}"
             lines.append(
-                f"| {t['name']} | {_num(t['value'])}{unit} | {op} {_num(t['limit'])}{unit} | "
+                f"| {t['name']} | {shown}{unit} | {op} {_num(t['limit'])}{unit} | "
                 f"{'yes' if t['met'] else '**no**'} |"
             )
     for name, renderer in _SECTIONS.items():
