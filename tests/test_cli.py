@@ -176,7 +176,15 @@ def test_errors_are_one_clear_line(project: Path) -> None:
     (project / "a.txt").write_text("a")
     bad_label = run("add", "a.txt", "--label", "../../x")
     assert bad_label.exit_code == 1
-    assert "label:" in bad_label.output
+    assert "Error: --label: '../../x' contains a path separator" in bad_label.output
+    # Errors name the option as typed, not the API's field behind it.
+    for args, start in [
+        (("ls", "--min-size", "3x"), "Error: --min-size: '3x' is not a size"),
+        (("--tenant", "", "ls"), "Error: --tenant: must not be empty"),
+        (("gc", "--quota", "5ib"), "Error: --quota: '5ib' is not a size"),
+        (("add", "a.txt", "--tag", "a,b"), "Error: --tag: 'a,b' is not a valid tag"),
+    ]:
+        assert run(*args).output.startswith(start), args
     bad_meta = run("add", "a.txt", "--meta", "novalue")
     assert bad_meta.exit_code == 2
     unknown = run("show", "ffffffffffff")

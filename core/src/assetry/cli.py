@@ -17,7 +17,7 @@ import click
 from assetry import _convert
 from assetry.config import CONFIG_FILENAME, load_config
 from assetry.daemon import DEFAULT_IDLE_SECONDS
-from assetry.errors import AssetryError, ConfigError, SourceError
+from assetry.errors import AssetryError, ConfigError, SourceError, ValidationError
 from assetry.model import ORDERS, Asset, Hit, Kind
 from assetry.plugins import config_claims, get_plugin_manager
 from assetry.redact import redact_url
@@ -236,7 +236,20 @@ class AssetryGroup(click.Group):
         try:
             return super().invoke(ctx)
         except AssetryError as exc:
-            raise click.ClickException(redact_url(str(exc))) from None
+            raise click.ClickException(redact_url(self._as_typed(ctx, exc))) from None
+
+    def _as_typed(self, ctx: click.Context, exc: AssetryError) -> str:
+        """The error, naming the option the user typed (``--min-size``) where the API's field name
+        (``min_size``) is that of an option of this command or of the group."""
+        # (Not a file's error, nor a configuration key's: those name what set them.)
+        typed = type(exc) is ValidationError or (isinstance(exc, ConfigError) and exc.source is None)
+        if not typed or not isinstance(exc, ValidationError) or not exc.field:
+            return str(exc)
+        command = self.get_command(ctx, ctx.invoked_subcommand or "")
+        for param in [*(command.params if command else []), *self.params]:
+            if isinstance(param, click.Option) and param.name == exc.field:
+                return f"{max(param.opts, key=len)}: {exc.reason}"
+        return str(exc)
 
 
 @click.group(cls=AssetryGroup, context_settings={"help_option_names": ["-h", "--help"]})
