@@ -4,13 +4,13 @@ think of leaving the store unchanged."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -280,29 +280,30 @@ def test_invalid_metadata_names_the_field_and_writes_nothing(
 def test_ctrl_c_while_blobs_are_stored_leaves_none_of_them(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A real SIGINT while the main thread waits for the parallel puts; each put is slowed (a slow disk)
-    # so that the signal lands mid-batch, with some blobs written and others still to come.
+    # A real SIGINT while the main thread waits for the parallel puts: sent by the fifth put to finish,
+    # so it lands mid-batch (never after the ingest, whatever the machine's load), with some blobs
+    # written and others still to come (each put is slowed, as on a slow disk).
     source = tmp_path / "batch"
     source.mkdir()
     for i in range(40):
         (source / f"f{i:02}.bin").write_bytes(b"%d" % i * 1000)
     real_put = store.blobs.put
+    finished = itertools.count(1)
 
     def slow_put(content: Any) -> Any:
         blob = real_put(content)
+        if next(finished) == 5:
+            os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)
         return blob
 
     monkeypatch.setattr(store.blobs, "put", slow_put)
     before = snapshot(store)
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (a test runner may ignore it)
-    timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
     try:
-        timer.start()
         with pytest.raises(KeyboardInterrupt):
             store.add_many([source])
     finally:
-        timer.cancel()
         signal.signal(signal.SIGINT, previous)
     _unchanged(store, before)
 

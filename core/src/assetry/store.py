@@ -647,9 +647,14 @@ class Store:
                         if index is None:
                             return
                         try:
-                            results.put((index, put_one(index)))
+                            blob = put_one(index)
                         except BaseException as exc:
                             results.put((index, exc))
+                        else:
+                            # Recorded here too: a Ctrl-C in the main thread between taking a result and
+                            # recording it would otherwise lose a blob that was written.
+                            stored[index] = blob
+                            results.put((index, blob))
 
                 threads = [
                     threading.Thread(target=work, name=f"assetry-put-{n}", daemon=True)
