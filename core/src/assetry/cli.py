@@ -241,10 +241,10 @@ class AssetryGroup(click.Group):
     def _as_typed(self, ctx: click.Context, exc: AssetryError) -> str:
         """The error, naming the option the user typed (``--min-size``) where the API's field name
         (``min_size``) is that of an option of this command or of the group."""
-        # (Not a file's error, nor a configuration key's: those name what set them.)
-        typed = type(exc) is ValidationError or (isinstance(exc, ConfigError) and exc.source is None)
-        if not typed or not isinstance(exc, ValidationError) or not exc.field:
+        if not isinstance(exc, ValidationError) or not exc.field:
             return str(exc)
+        if isinstance(exc, SourceError) or (isinstance(exc, ConfigError) and exc.source):
+            return str(exc)  # a file's error, or a configuration key's: those name what set them
         command = self.get_command(ctx, ctx.invoked_subcommand or "")
         for param in [*(command.params if command else []), *self.params]:
             if isinstance(param, click.Option) and param.name == exc.field:

@@ -17,7 +17,6 @@ import os
 import queue
 import secrets
 import shutil
-import sys
 import threading
 import time
 import typing
@@ -40,6 +39,7 @@ from assetry.errors import (
     SourceError,
     ValidationError,
 )
+from assetry.locks import flock
 from assetry.model import (
     LINK_FIELDS,
     ORDERS,
@@ -567,23 +567,13 @@ class Store:
             assets, len(new), len(assets) - len(new), len(written), sum(b.size for b in written), len(served)
         )
 
-    @contextlib.contextmanager
-    def _commit_lock(self) -> Iterator[None]:
-        """An exclusive ``flock`` on ``commit.lock`` beside a local catalog (every process that opens the
-        store takes it there). A remote catalog has none: object stores offer no lock."""
+    def _commit_lock(self) -> contextlib.AbstractContextManager[None]:
+        """An exclusive lock on ``commit.lock`` beside a local catalog (every process that opens the store
+        takes it there). A remote catalog has none: object stores offer no lock."""
         location = self.config.catalog_url
-        if is_url(location) or sys.platform == "win32":  # (Windows has no flock)
-            yield
-            return
-        import fcntl
-
-        os.makedirs(location, exist_ok=True)
-        fd = os.open(os.path.join(location, "commit.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+        if is_url(location):
+            return contextlib.nullcontext()
+        return flock(os.path.join(location, "commit.lock"), exclusive=True)
 
     def _put_blobs(
         self,
@@ -625,69 +615,11 @@ class Store:
                 on_stored(index, blob)
 
         try:
-            if workers <= 1:
-                for index in range(len(contents)):
-                    try:
-                        stored_one(index, put_one(index))
-                    except BaseException as exc:
-                        failures[index] = exc
-                        break
-            else:
-                # A few long-lived workers taking the next index, not one future per file: submitting
-                # thousands of futures was a tenth of a bulk ingest in the profile.
-                indexes = iter(range(len(contents)))
-                take = threading.Lock()
-                stop = threading.Event()
-                results: queue.SimpleQueue[tuple[int, StoredBlob | BaseException]] = queue.SimpleQueue()
-
-                def work() -> None:
-                    while not stop.is_set():
-                        with take:
-                            index = next(indexes, None)
-                        if index is None:
-                            return
-                        try:
-                            blob = put_one(index)
-                        except BaseException as exc:
-                            results.put((index, exc))
-                        else:
-                            # Recorded here too: a Ctrl-C in the main thread between taking a result and
-                            # recording it would otherwise lose a blob that was written.
-                            stored[index] = blob
-                            results.put((index, blob))
-
-                threads = [
-                    threading.Thread(target=work, name=f"assetry-put-{n}", daemon=True)
-                    for n in range(workers)
-                ]
-                for thread in threads:
-                    thread.start()
-                try:
-                    for _ in range(len(contents)):
-                        index, outcome = results.get()
-                        if isinstance(outcome, BaseException):
-                            failures[index] = outcome
-                            break
-                        try:
-                            stored_one(index, outcome)
-                        except BaseException as exc:
-                            failures[index] = exc
-                            break
-                finally:
-                    stop.set()
-                    for thread in threads:
-                        thread.join()
-                    # Puts that finished after a failure wrote their blobs too: collect them for the discard.
-                    while not results.empty():
-                        index, outcome = results.get()
-                        if isinstance(outcome, BaseException):
-                            failures.setdefault(index, outcome)
-                        else:
-                            stored[index] = outcome
+            _run_puts(len(contents), workers, put_one, stored_one, stored, failures)
         finally:
             # Whatever ends the puts (a KeyboardInterrupt in the wait included), what they wrote is known.
-            done.extend(blob for blob in stored if blob is not None)
-        put = [blob for blob in stored if blob is not None]
+            put = [blob for blob in stored if blob is not None]
+            done.extend(put)
         if failures:
             index = min(failures)
             failure = failures[index]
@@ -917,6 +849,7 @@ class Store:
         _check_order(order)
         _check_window(limit, offset)
         where = self.filter(**filters)
+        more: bool | None = None  # (known here only for a cursor's page)
         if after is None:
             items = self.catalog.find(where, order=order, limit=limit, offset=offset)
         else:
@@ -931,8 +864,7 @@ class Store:
             # One asset more than the page, to tell whether another page follows: the cursor's offset
             # and a fresh count disagree as soon as earlier matches are added, deleted or stop matching.
             items = self.catalog.find_after(where, order=order, limit=limit + 1, after=cursor)
-        more = len(items) > limit if after is not None else None
-        items = items[:limit]
+            more, items = len(items) > limit, items[:limit]
         total = self.catalog.count(where) if len(items) == limit or offset else len(items)
         end = offset + len(items)
         if more is None:
@@ -1173,6 +1105,73 @@ def _close_backends(
             digests.close()
         catalog.close()
         blobs.close()
+
+
+def _run_puts(
+    count: int,
+    workers: int,
+    put_one: Callable[[int], StoredBlob],
+    stored_one: Callable[[int, StoredBlob], None],
+    stored: list[StoredBlob | None],
+    failures: dict[int, BaseException],
+) -> None:
+    """``put_one`` for indexes 0 to ``count - 1`` on ``workers`` threads, ``stored_one`` for each result
+    in this thread; stops at the first failure (into ``failures``). Every blob written ends up in
+    ``stored``, whatever ends the run."""
+    if workers <= 1:
+        for index in range(count):
+            try:
+                stored_one(index, put_one(index))
+            except BaseException as exc:
+                failures[index] = exc
+                return
+        return
+    # A few long-lived workers taking the next index, not one future per file: submitting thousands of
+    # futures was a tenth of a bulk ingest in the profile.
+    indexes = iter(range(count))
+    take = threading.Lock()
+    stop = threading.Event()
+    results: queue.SimpleQueue[tuple[int, StoredBlob | BaseException]] = queue.SimpleQueue()
+
+    def work() -> None:
+        while not stop.is_set():
+            with take:
+                index = next(indexes, None)
+            if index is None:
+                return
+            try:
+                blob = put_one(index)
+            except BaseException as exc:
+                results.put((index, exc))
+            else:
+                # Recorded here, not only by `stored_one`: a Ctrl-C in the main thread between taking a
+                # result and recording it would otherwise lose a blob that was written.
+                stored[index] = blob
+                results.put((index, blob))
+
+    threads = [threading.Thread(target=work, name=f"assetry-put-{n}", daemon=True) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(count):
+            index, outcome = results.get()
+            if isinstance(outcome, BaseException):
+                failures[index] = outcome
+                return
+            try:
+                stored_one(index, outcome)
+            except BaseException as exc:
+                failures[index] = exc
+                return
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        # Puts that finished after a failure are in `stored` already; their own failures count too.
+        while not results.empty():
+            index, outcome = results.get()
+            if isinstance(outcome, BaseException):
+                failures.setdefault(index, outcome)
 
 
 def _one_write_per_digest(blobs: Sequence[StoredBlob]) -> list[StoredBlob]:

@@ -49,6 +49,7 @@ from assetry.errors import (
     NotSupported,
     ValidationError,
 )
+from assetry.locks import flock
 from assetry.model import StoredBlob, check_digest
 from assetry.redact import redact_text, secret_values
 
@@ -193,9 +194,9 @@ class FsspecBlobStore(BlobStore):
         """On local disk, ``flock`` on ``store.lock`` in the store's directory (shared by every process
         and thread that opens the store: each acquisition opens the file anew). Remote stores hold no
         lock (object stores have none to offer)."""
-        if not self.is_local or sys.platform == "win32":  # (Windows has no flock)
+        if not self.is_local:
             return contextlib.nullcontext()
-        return _flock(f"{self.root}/{LOCK}", exclusive)
+        return flock(f"{self.root}/{LOCK}", exclusive=exclusive)
 
     def put(self, content: Content) -> StoredBlob:
         """Store content under its digest, unless it is already stored (then write nothing).
@@ -916,20 +917,3 @@ def _preallocate(fd: int, size: int) -> None:
     code = _FALLOCATE(fd, size)
     if code in (errno.ENOSPC, errno.EDQUOT):
         raise OSError(code, os.strerror(code))
-
-
-@contextlib.contextmanager
-def _flock(path: str, exclusive: bool) -> Iterator[None]:
-    import fcntl
-
-    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags, 0o666)
-    except FileNotFoundError:  # a store directory removed since this object created it
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, flags, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
