@@ -10,6 +10,7 @@ import os
 import shutil
 import stat
 import threading
+import time
 import tracemalloc
 import uuid
 from collections.abc import Callable, Iterator
@@ -710,6 +711,44 @@ def test_local_lock_is_shared_by_ingests_and_exclusive_for_deletion(tmp_path: Pa
     deletion.join(timeout=30)
     assert acquired.is_set()
     assert (tmp_path / "store" / "store.lock").is_file()
+
+
+def test_a_waiting_deletion_is_not_overtaken_by_later_ingests(tmp_path: Path) -> None:
+    """Linux lets new shared holders of a ``flock`` in while an exclusive one waits: overlapping ingests
+    kept a deletion waiting for as long as they came. Later ingests now queue behind it."""
+    import fcntl
+
+    store = local_store(tmp_path / "store")
+    order: list[str] = []
+
+    def take(name: str, exclusive: bool) -> None:
+        with store.lock(exclusive=exclusive):
+            order.append(name)
+
+    deletion = threading.Thread(target=take, args=("deletion", True), daemon=True)
+    later_ingest = threading.Thread(target=take, args=("later ingest", False), daemon=True)
+    with store.lock(exclusive=False):  # the first ingest
+        deletion.start()
+        # The deletion holds the gate while it waits for the lock: wait until it does.
+        gate = os.open(tmp_path / "store" / "store.lock.gate", os.O_RDWR)
+        deadline = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    fcntl.flock(gate, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    break
+                fcntl.flock(gate, fcntl.LOCK_UN)
+                time.sleep(0.001)
+        finally:
+            os.close(gate)
+        assert deletion.is_alive()  # still waiting
+        later_ingest.start()
+        later_ingest.join(timeout=0.5)
+        assert order == []  # the later ingest queues behind the waiting deletion
+    deletion.join(timeout=30)
+    later_ingest.join(timeout=30)
+    assert order == ["deletion", "later ingest"]
 
 
 def test_remote_stores_hold_no_lock(memory_url: str) -> None:
