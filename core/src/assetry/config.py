@@ -392,6 +392,8 @@ def parse_size(value: str | int, *, field: str = "quota") -> int:
         if value < 0:
             raise ConfigError(field, f"must be >= 0, got {value}")
         return value
+    if not isinstance(value, str):
+        raise ConfigError(field, f"expected a number of bytes (int) or a size like '2GB', got {value!r}")
     match = _SIZE_RE.match(value)
     if not match:
         raise ConfigError(field, f"{value!r} is not a size like '2GB', '500MiB' or '1048576'")
