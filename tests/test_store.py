@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +25,10 @@ from assetry.digests import digest_bytes
 from assetry.errors import (
     AmbiguousId,
     AssetNotFound,
+    BlobNotFound,
     ConfigError,
     ContentMismatch,
+    PluginError,
     SourceError,
     ValidationError,
 )
@@ -438,6 +441,43 @@ def test_export_into_a_file_is_an_error(store: Store, tmp_path: Path) -> None:
         store.export([asset.id], target)
 
 
+def test_export_never_writes_an_asset_over_the_manifest(store: Store, tmp_path: Path) -> None:
+    asset = store.add(b'{"mine": 1}', label="Manifest.json")
+    result = store.export([asset.id], tmp_path / "out")
+    assert result[asset.id].name == "Manifest (2).json"
+    assert result[asset.id].read_bytes() == b'{"mine": 1}'
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text()) == {asset.id: str(result[asset.id])}
+
+
+def test_a_failed_export_leaves_nothing_it_wrote_and_names_the_asset(store: Store, tmp_path: Path) -> None:
+    good = store.add(b"good", label="one.txt")
+    broken = store.add(b"broken", label="two.txt")
+    assert broken.digest is not None
+    store.blobs.delete(broken.digest)  # a row whose blob is gone
+    out = tmp_path / "out"
+    (out / "kept").mkdir(parents=True)
+    with pytest.raises(BlobNotFound, match=f"asset {broken.id} \\(two.txt\\)"):
+        store.export([good.id, broken.id], out)
+    assert sorted(p.name for p in out.iterdir()) == ["kept"]  # no one.txt, no manifest, no temporary file
+    assert store.export([good.id], out)[good.id].read_bytes() == b"good"  # not refused as "already exists"
+
+
+def test_export_file_system_errors_name_the_file(store: Store, tmp_path: Path) -> None:
+    longest = store.add(b"L", label="l" * 251 + ".txt")  # 255 bytes, the usual limit for a file name
+    assert store.export([longest.id], tmp_path / "long")[longest.id].read_bytes() == b"L"
+    wide = store.add(b"W", label="\u00e9" * 200)  # 200 characters, 400 bytes in UTF-8
+    with pytest.raises(SourceError) as info:
+        store.export([wide.id], tmp_path / "wide")
+    assert info.value.field == "\u00e9" * 200
+    assert "too long" in info.value.reason
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SourceError, match="Not a directory"):
+        store.export([longest.id], tmp_path / "file" / "sub")
+    with pytest.raises(ValidationError, match="directory: .*not a URL"):
+        store.export([longest.id], "s3://bucket/out")
+    assert not Path("s3:").exists()
+
+
 # -- find and search ------------------------------------------------------------------------------------
 
 
@@ -832,6 +872,116 @@ def test_gc_over_quota_when_everything_is_protected(store: Store) -> None:
     assert report.evicted == []
     assert report.over_quota
     assert store.get(asset.id).status is Status.AVAILABLE
+
+
+def test_gc_keeps_an_asset_pinned_after_it_read_the_catalog(store: Store, store_root: Path) -> None:
+    """Pinned assets are never evicted (DESIGN.md), even when the pin lands between GC's scan and its
+    removal: here another process's pin, made from an `assetry_evict` plugin that runs in between."""
+    shared = [store.add(b"s" * 100, label=f"shared{i}") for i in range(2)]
+    late, gone = store.add(b"l" * 100, label="late"), store.add(b"g" * 100, label="gone")
+    other = assetry.open(root=store_root, vectors={"dimension": DIMENSION})
+
+    class PinsDuringGc:
+        @hookimpl
+        def assetry_evict(self, assets: list[assetry.Asset]) -> None:
+            for asset in assets:
+                if asset.label in ("late", "shared1"):
+                    other.pin(asset.id)
+
+    store.plugins.register(PinsDuringGc())
+    try:
+        report = store.gc(0)
+    finally:
+        other.close()
+    assert store.get(late.id).pinned
+    assert store.get(shared[1].id).pinned
+    assert {e.asset_id for e in report.evicted} == {shared[0].id, gone.id}
+    assert sorted(report.spared) == sorted([late.id, shared[1].id])
+    # The shared blob stays for the pinned asset; what the report says was freed, was.
+    assert sum(e.freed for e in report.evicted) == 100 == report.before - report.after
+    assert report.after == store.catalog.storage_usage().stored_bytes == 200
+    assert store.read(shared[1].id) == b"s" * 100
+
+
+def test_updates_from_two_processes_do_not_undo_each_other(store: Store, store_root: Path) -> None:
+    """An update reads the record and writes it back whole; a pin made in between by another process
+    was written over, and the next GC evicted the asset. The read and the write are now one step."""
+    asset = store.add(b"x", label="x")
+    other = assetry.open(root=store_root, vectors={"dimension": DIMENSION})
+
+    # The interleaving is forced (the other store's pin starts between this update's read and its write);
+    # the two stores are separate connections, locking as two processes do.
+    original_resolve = store.resolve
+
+    def resolve_then_let_the_other_pin(asset_id: str) -> assetry.Asset:
+        record = original_resolve(asset_id)
+        pinner = threading.Thread(target=other.pin, args=(asset.id,))
+        pinner.start()
+        pinner.join(timeout=0.5)  # blocked by this update's lock, so it runs after the write below
+        threads.append(pinner)
+        return record
+
+    threads: list[threading.Thread] = []
+    store.resolve = resolve_then_let_the_other_pin  # type: ignore[method-assign]
+    try:
+        store.update(asset.id, add_tags=["tagged"])
+    finally:
+        store.resolve = original_resolve  # type: ignore[method-assign]
+        for thread in threads:
+            thread.join(timeout=30)
+        other.close()
+    final = store.get(asset.id)
+    assert final.pinned
+    assert final.tags == ("tagged",)
+
+
+def test_adding_stored_content_with_a_pin_pins_the_asset(store: Store) -> None:
+    first = store.add(b"same", label="same.txt")
+    again = store.add(b"same", label="same.txt", pinned=True)
+    assert again.id == first.id
+    assert again.pinned
+    assert store.get(first.id).pinned
+    report = store.add_many([(b"twice", {"label": "t"}), (b"twice", {"label": "t", "pinned": True})])
+    assert report.added == 1
+    assert all(a.pinned for a in report.assets)
+    assert store.get(report.assets[0].id).pinned
+    assert store.gc(0).evicted == []
+
+
+def test_delete_counts_an_asset_named_twice_once(store: Store) -> None:
+    asset = store.add(b"once", label="once")
+    report = store.delete([asset.id, asset.id[:12], asset.id])
+    assert report.deleted == [asset.id]
+    assert report.blobs_deleted == 1
+    assert report.bytes_freed == 4
+
+
+def test_vetoes_must_be_lists_of_ids(store: Store) -> None:
+    """A plugin returning one id as a string vetoed nothing (a string is a list of characters) and the
+    asset was deleted; ids of assets that were not being deleted are not reported as spared."""
+    keep = store.add(b"keep", label="keep")
+
+    class ReturnsAString:
+        @hookimpl
+        def assetry_evict(self, assets: list[assetry.Asset]) -> str:
+            return keep.id
+
+    plugin = ReturnsAString()
+    store.plugins.register(plugin, name="returns-a-string")
+    with pytest.raises(PluginError, match="returns-a-string"):
+        store.delete(keep.id)
+    assert store.get(keep.id)
+    store.plugins.unregister(plugin)
+
+    class ProtectsAnother:
+        @hookimpl
+        def assetry_evict(self, assets: list[assetry.Asset]) -> list[str]:
+            return ["another-id"]
+
+    store.plugins.register(ProtectsAnother())
+    report = store.delete(keep.id)
+    assert report.deleted == [keep.id]
+    assert report.spared == []
 
 
 def test_stats(store: Store) -> None:

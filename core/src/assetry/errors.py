@@ -62,12 +62,15 @@ class AmbiguousId(AssetryError, KeyError):
 class BlobNotFound(AssetryError, KeyError):
     """The storage backend has no blob for this digest."""
 
-    def __init__(self, digest: str) -> None:
+    def __init__(self, digest: str, *, asset: str | None = None) -> None:
         self.digest = digest
+        self.asset = asset
+        """The asset whose content is missing (id and label), when known."""
         super().__init__(digest)
 
     def __str__(self) -> str:
-        return f"no blob stored for {self.digest}"
+        found = f"no blob stored for {self.digest}"
+        return f"asset {self.asset}: {found}" if self.asset else found
 
 
 class ContentMismatch(AssetryError):

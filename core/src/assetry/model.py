@@ -531,7 +531,7 @@ class GcReport:
     dry_run: bool
     evicted: list[Eviction]
     spared: list[str]
-    """Ids that plugins vetoed through `assetry_evict`."""
+    """Ids that plugins vetoed through `assetry_evict`, and ids pinned while GC ran."""
 
     @property
     def freed(self) -> int:

@@ -4,8 +4,8 @@
     access   catalog lookup -> storage open -> assetry_access (usage buffered, folded in batches)
     evict    policy picks victims -> assetry_evict (veto/act) -> rows removed -> unreferenced blobs deleted
 
-Blobs are written before rows and rows removed before blobs, so a crash can leave an orphan blob (swept by
-gc/fsck) but never a row whose content is missing.
+Blobs are written before rows and rows removed before blobs, so a crash can leave an orphan blob (not swept
+yet, docs/architecture.md) but never a row whose content is missing.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from assetry.content import Content, Source
 from assetry.errors import (
     AmbiguousId,
     AssetNotFound,
+    BlobNotFound,
     ConfigError,
+    PluginError,
     SourceError,
     ValidationError,
 )
@@ -72,6 +74,7 @@ from assetry.plugins import (
     catalog_backends,
     config_claims,
     get_plugin_manager,
+    implementers,
     pick_backend,
     storage_backends,
 )
@@ -457,7 +460,12 @@ class Store:
             return draft
         changes: dict[str, dict[str, Any]] = {"": {}, "provenance": {}, "links": {}}
         for updates in results:
-            for key, value in (updates or {}).items():
+            if not isinstance(updates, Mapping):
+                raise PluginError(
+                    f"assetry_ingest must return a mapping of fields or None, and one returned "
+                    f"{updates!r:.80} (implemented by {implementers(self.plugins.hook.assetry_ingest)})"
+                )
+            for key, value in updates.items():
                 part = "provenance" if key in PROVENANCE_FIELDS else "links" if key in LINK_FIELDS else ""
                 record = getattr(draft, part) if part else draft
                 if key not in _DRAFT_TYPES[part] or key in ("provenance", "links"):
@@ -519,6 +527,7 @@ class Store:
                 stored = self._put_blobs(contents, progress, enrich_new_content, done, known, served)
                 assets: list[Asset] = []
                 new: list[Asset] = []
+                repinned: dict[str, Asset] = {}
                 if on_duplicate == "skip":
                     # From the duplicate lookup to the commit, one ingest at a time: two processes adding
                     # the same files would otherwise each miss the other's records, and both add them.
@@ -537,7 +546,12 @@ class Store:
                         assets.append(held)
                         continue
                     if key in existing:
-                        assets.append(existing[key])
+                        held = existing[key]
+                        if draft.pinned and not held.pinned:
+                            # Asked to pin content already stored: dropping the pin would leave it to GC.
+                            held = existing[key] = attrs.evolve(held, pinned=True)
+                            repinned[held.id] = held
+                        assets.append(held)
                         continue
                     full = enriched[index] if index in enriched else self._enrich(draft, content)
                     # The plugins read the source after it was stored: if it changed meanwhile (a generator
@@ -549,8 +563,13 @@ class Store:
                         existing[key] = asset  # the same file twice in one batch is one asset too
                     assets.append(asset)
                     new.append(asset)
+                if repinned:  # one of them may be new in this batch, and named again with the pin
+                    assets = [repinned.get(a.id, a) for a in assets]
+                    new = [repinned.pop(a.id, a) for a in new]
                 if new:
                     self.catalog.insert(new)
+                if repinned:
+                    self.catalog.update(list(repinned.values()))
         except BaseException:
             # A failed put, an enrichment plugin's invalid value or a failed commit: nothing of this
             # batch stays. Outside the shared lock: the discard is a deletion, which waits for other
@@ -750,7 +769,10 @@ class Store:
         asset = asset_id if isinstance(asset_id, Asset) else self.get(asset_id)
         if asset.status is not Status.AVAILABLE or asset.digest is None:
             raise ValidationError("status", f"asset {asset.id} is {asset.status.value}; it has no content")
-        reader = self.blobs.open(asset.digest)
+        try:
+            reader = self.blobs.open(asset.digest)
+        except BlobNotFound as exc:  # a row whose blob is gone: name the asset, not just the digest
+            raise BlobNotFound(exc.digest, asset=f"{asset.id} ({asset.label})") from None
         self.plugins.hook.assetry_access(asset=asset, action=action, actor=actor)
         return reader
 
@@ -791,6 +813,8 @@ class Store:
         keyed = dict(assets) if isinstance(assets, Mapping) else {a: a for a in assets}
         for key in keyed:
             check_label(key, "key")
+        if is_url(os.fspath(directory)):
+            raise ValidationError("directory", "export writes local files; give a local directory, not a URL")
         target = Path(directory)
         if target.exists() and not target.is_dir():
             raise SourceError(target.name, "export target exists and is not a directory")
@@ -798,22 +822,36 @@ class Store:
         records = {key: full.get(asset_id) or self.resolve(asset_id) for key, asset_id in keyed.items()}
         if manifest is not None:
             check_label(manifest, "manifest")
-        names = _unique_names([r.label for r in records.values()])
+        # An asset labelled like the manifest gets another name: the manifest would overwrite it.
+        names = _unique_names([r.label for r in records.values()], reserved=[manifest] if manifest else [])
         plan = {key: target / name for key, name in zip(records, names, strict=True)}
         if not overwrite:
             for path in [*plan.values(), *([target / manifest] if manifest else [])]:
                 if path.exists():
                     raise SourceError(path.name, "already exists in the export directory (use overwrite)")
-        target.mkdir(parents=True, exist_ok=True)
         result: dict[str, Path] = {}
-        for key, record in records.items():
-            path = plan[key]
-            with self.open(record, action="export", actor=actor) as src, _atomic_write(path) as dst:
-                shutil.copyfileobj(src, dst, 1024 * 1024)
-            result[key] = path.resolve()
-        if manifest is not None:
-            with _atomic_write(target / manifest) as f:
-                f.write(json.dumps({k: str(v) for k, v in result.items()}, indent=2).encode() + b"\n")
+        created: list[Path] = []  # removed if the export fails, so that running it again is not refused
+        path = target
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            for key, record in records.items():
+                path = plan[key]
+                existed = path.exists()
+                with self.open(record, action="export", actor=actor) as src, _atomic_write(path) as dst:
+                    shutil.copyfileobj(src, dst, 1024 * 1024)
+                if not existed:
+                    created.append(path)
+                result[key] = path.resolve()
+            if manifest is not None:
+                path = target / manifest
+                with _atomic_write(path) as f:
+                    f.write(json.dumps({k: str(v) for k, v in result.items()}, indent=2).encode() + b"\n")
+        except BaseException as exc:
+            for done in created:
+                done.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise SourceError(path.name, exc.strerror or str(exc)) from None
+            raise
         return result
 
     # -- search ---------------------------------------------------------------------------------------
@@ -933,6 +971,13 @@ class Store:
     def update(self, asset_id: str, **changes: Any) -> Asset:
         """Change metadata fields (not content, id, tenant or usage). ``tags`` replaces the tag list; use
         ``add_tags`` / ``remove_tags`` to edit it; ``extra`` is merged key by key (a None value deletes)."""
+        # Shared store lock: a deletion or GC (exclusive) sees no update in flight, so a pin it re-reads is
+        # the last word. Commit lock: the read below and the write are one step, so two processes
+        # changing one asset (one pins, one tags) do not each write back the record they read.
+        with self.blobs.lock(exclusive=False), self._commit_lock():
+            return self._update(asset_id, changes)
+
+    def _update(self, asset_id: str, changes: dict[str, Any]) -> Asset:
         asset = self.resolve(asset_id)
         add_tags = _as_list(changes.pop("add_tags", []))
         remove_tags = set(_as_list(changes.pop("remove_tags", [])))
@@ -968,10 +1013,12 @@ class Store:
         """Delete assets and every blob no remaining asset references. Plugins may veto
         (`assetry_evict` with reason ``delete``)."""
         ids = [asset_ids] if isinstance(asset_ids, str) else list(asset_ids)
-        records = [self.resolve(i) for i in ids]
-        spared = self._vetoes(records, "delete", dry_run=False)
+        # One record per asset, however often it was named (an id and a prefix of it, say).
+        records = list({r.id: r for r in (self.resolve(i) for i in ids)}.values())
+        spared = self._vetoes(records, "delete", dry_run=False) & {r.id for r in records}
         victims = [r for r in records if r.id not in spared]
-        blobs, freed = self._remove([(v.id, v.digest, v.size) for v in victims])
+        _, deleted = self._remove([(v.id, v.digest, v.size) for v in victims])
+        blobs, freed = len(deleted), sum(size for size in deleted.values())
         for record in victims:
             log.info(
                 "deleted asset %s (%s, %d bytes)%s",
@@ -986,28 +1033,43 @@ class Store:
         if not records:
             return set()
         spared: set[str] = set()
-        for result in self.plugins.hook.assetry_evict(assets=list(records), reason=reason, dry_run=dry_run):
-            spared.update(result or ())
+        hook = self.plugins.hook.assetry_evict
+        for result in hook(assets=list(records), reason=reason, dry_run=dry_run):
+            # A lone id is iterable too, as single characters: the veto would be lost and the asset gone.
+            if isinstance(result, str) or not all(isinstance(i, str) for i in _iterable(result)):
+                raise PluginError(
+                    f"assetry_evict must return a list of asset ids or None, and one returned {result!r:.80} "
+                    f"(implemented by {implementers(hook)})"
+                )
+            spared.update(result)
         return spared
 
-    def _remove(self, victims: Sequence[tuple[str, str | None, int]]) -> tuple[int, int]:
+    def _remove(
+        self, victims: Sequence[tuple[str, str | None, int]], *, unless_pinned: bool = False
+    ) -> tuple[set[str], dict[str, int]]:
         """Rows first, then blobs whose reference count, recomputed from the catalog, is zero.
-        ``victims`` are (id, digest, size)."""
+        ``victims`` are (id, digest, size). With ``unless_pinned``, assets pinned since the caller read
+        them stay. Returns the ids removed and the deleted blobs' sizes by digest."""
         if not victims:
-            return 0, 0
-        deleted = freed = 0
+            return set(), {}
+        deleted: dict[str, int] = {}
         # Exclusive: an ingest that found one of these blobs stored commits its record first, and the
-        # recount below sees it.
+        # recount below sees it; and no update (which holds the shared lock) is half done, so the pins
+        # read here are the last word until the rows are gone.
         with self.blobs.lock(exclusive=True):
+            if unless_pinned:
+                pinned = set(self.catalog.ordered_ids(Filter(pinned=True), order="id"))
+                victims = [v for v in victims if v[0] not in pinned]
+            if not victims:
+                return set(), {}
             self.catalog.delete([asset_id for asset_id, _, _ in victims])
             sizes = {digest: size for _, digest, size in victims if digest}
             refs = self.catalog.digest_references(sizes)
             for digest, size in sizes.items():
                 if refs.get(digest, 0) == 0:
                     self.blobs.delete(digest)
-                    deleted += 1
-                    freed += size
-        return deleted, freed
+                    deleted[digest] = size
+        return {asset_id for asset_id, _, _ in victims}, deleted
 
     # -- eviction -------------------------------------------------------------------------------------
 
@@ -1058,7 +1120,13 @@ class Store:
                 doomed.append(row)
                 victims.append(Eviction(row.asset_id, row.label, row.size, row.last_used, freed))
         if not dry_run:
-            self._remove([(r.asset_id, r.digest, r.size) for r in doomed])
+            removed, deleted = self._remove(
+                [(r.asset_id, r.digest, r.size) for r in doomed], unless_pinned=True
+            )
+            if len(removed) < len(doomed):  # pinned since the scan: they stay, and free nothing
+                spared += [r.asset_id for r in doomed if r.asset_id not in removed]
+                victims = _settle_evictions([v for v in victims if v.asset_id in removed], doomed, deleted)
+                remaining = before - sum(v.freed for v in victims)
         for victim in victims if log.isEnabledFor(logging.INFO) else ():
             log.info(
                 "%s asset %s (%s, %d bytes, last used %s) to meet quota %d",
@@ -1265,6 +1333,25 @@ def _check_order(order: str) -> None:
         raise ValidationError("order", f"{order!r} is not one of {', '.join(ORDERS)}")
 
 
+def _settle_evictions(
+    evicted: list[Eviction], rows: Sequence[LruRow], deleted: Mapping[str, int]
+) -> list[Eviction]:
+    """What each eviction freed once some planned ones did not happen: a deleted blob's bytes go to
+    the last of its assets evicted, as when every planned eviction happens."""
+    digest_of = {r.asset_id: r.digest or "" for r in rows}
+    last = {digest_of[e.asset_id]: e.asset_id for e in evicted if digest_of[e.asset_id] in deleted}
+    return [
+        attrs.evolve(
+            e, freed=deleted[d] if (d := digest_of[e.asset_id]) in deleted and last[d] == e.asset_id else 0
+        )
+        for e in evicted
+    ]
+
+
+def _iterable(value: Any) -> Iterable[Any]:
+    return value if isinstance(value, Iterable) else [value]
+
+
 def _as_list(value: Any) -> list[str]:
     if value is None:
         return []
@@ -1282,8 +1369,10 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[tuple[str, ...]]:
         yield tuple(items[start : start + size])
 
 
-def _unique_names(labels: Sequence[str]) -> list[str]:
-    used: set[str] = set()
+def _unique_names(labels: Sequence[str], *, reserved: Iterable[str] = ()) -> list[str]:
+    """File names for labels, ``name (2).png`` for the second of a name (compared without case, as on
+    macOS and Windows), never one of ``reserved``."""
+    used = {name.lower() for name in reserved}
     names = []
     for label in labels:
         stem, dot, suffix = label.rpartition(".")
@@ -1300,7 +1389,8 @@ def _unique_names(labels: Sequence[str]) -> list[str]:
 
 @contextlib.contextmanager
 def _atomic_write(path: Path) -> Iterator[IO[bytes]]:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # Not named after the file: a label near the file system's 255-byte limit leaves no room for more.
+    tmp = path.with_name(f".assetry-{secrets.token_hex(4)}.tmp")
     try:
         with tmp.open("wb") as f:
             yield f
