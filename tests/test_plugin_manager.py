@@ -81,6 +81,51 @@ def test_plugin_that_fails_to_import_is_reported_not_fatal(monkeypatch: pytest.M
         pick_backend(pm, storage_backends(pm), "s3-special", "storage.backend")
 
 
+def test_an_installed_plugin_with_an_unknown_hook_is_left_out_not_fatal(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A misspelt hook in an installed plugin made every command fail with pluggy's traceback, including
+    `assetry plugins`; so did a plugin whose `assetry_cli_commands` raised. Each is now reported and
+    left out, and the rest works."""
+    (tmp_path / "typo_plugin.py").write_text(
+        "from assetry import hookimpl\n\n@hookimpl\ndef assetry_ingets(draft):\n    return None\n"
+    )
+    (tmp_path / "broken_commands.py").write_text(
+        "from assetry import hookimpl\n\n@hookimpl\ndef assetry_cli_commands(cli):\n"
+        "    raise RuntimeError('no commands today')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    real = metadata.entry_points
+
+    def with_extra(**kw: Any) -> Any:
+        eps = list(real(**kw))
+        if kw.get("group") == "assetry":
+            eps.append(metadata.EntryPoint("typo-plugin", "typo_plugin", "assetry"))
+            eps.append(metadata.EntryPoint("broken-commands", "broken_commands", "assetry"))
+        return eps
+
+    monkeypatch.setattr(plugins.metadata, "entry_points", with_extra)
+    monkeypatch.setattr(plugins, "_found", {})
+    pm = get_plugin_manager()
+    assert [f.name for f in pm.failures] == ["typo-plugin"]
+    assert "unknown hook assetry_ingets" in pm.failures[0].error
+    assert pm.get_plugin("assetry-fsspec") is not None
+
+    from assetry.cli import main
+
+    monkeypatch.setenv("ASSETRY_DAEMON", "0")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plugins"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert "typo-plugin" in out
+    assert "failed: PluginValidationError" in out
+    assert "broken-commands failed to add its commands: RuntimeError: no commands today" in caplog.text
+
+
 def _fake_distribution(directory: Path, name: str) -> None:
     """A distribution with an ``assetry`` entry point, as an installer leaves it on the import path."""
     module = f"{name.replace('-', '_')}_plugin"
@@ -160,6 +205,36 @@ def test_plugin_returning_garbage_backend_is_an_error() -> None:
     pm = get_plugin_manager(load_entrypoints=False, plugins=[Bad()])
     with pytest.raises(PluginError, match="returned 'not a backend'"):
         storage_backends(pm)
+
+
+def test_hooks_returning_the_wrong_shape_name_the_plugin(tmp_path: Path) -> None:
+    class OneBackend:
+        @hookimpl
+        def assetry_storage_backends(self) -> object:
+            return StorageBackend(name="one", factory=lambda spec: None)  # type: ignore[arg-type,return-value]
+
+    with pytest.raises(PluginError, match="OneBackend returned .* expected a list"):
+        storage_backends(get_plugin_manager(load_entrypoints=False, plugins=[OneBackend()]))
+
+    class SectionsAsAList:
+        @hookimpl
+        def assetry_config_sections(self) -> object:
+            return ["mytable"]
+
+    with pytest.raises(PluginError, match="SectionsAsAList returned .* assetry_config_sections"):
+        plugins.config_claims(get_plugin_manager(load_entrypoints=False, plugins=[SectionsAsAList()]))
+
+    class IngestAsAList:
+        @hookimpl
+        def assetry_ingest(self) -> object:
+            return ["tags", "x"]
+
+    with assetry.open(root=tmp_path / "s", vectors={"dimension": 4}) as store:
+        store.plugins.register(IngestAsAList(), name="ingest-as-a-list")
+        with pytest.raises(PluginError, match=r"assetry_ingest must return a mapping .*ingest-as-a-list"):
+            store.add(b"data", label="d")
+        assert store.catalog.count(store.filter()) == 0
+        assert list(store.blobs.iter_blobs()) == []
 
 
 def test_each_store_has_its_own_manager(tmp_path: Path) -> None:

@@ -847,7 +847,15 @@ def _plugin_commands(argv: Sequence[str]) -> None:
     except AssetryError:
         block = ()  # the command itself will report the configuration error
     pm = get_plugin_manager(block=block)
-    pm.hook.assetry_cli_commands(cli=cli)
+    # One implementation at a time: a plugin that fails here must not take every command down with it
+    # (`assetry plugins` included, which is where its user would look).
+    for impl in pm.hook.assetry_cli_commands.get_hookimpls():
+        try:
+            impl.function(**{name: cli for name in impl.argnames})
+        except Exception as exc:
+            log.warning(
+                "plugin %s failed to add its commands: %s: %s", impl.plugin_name, type(exc).__name__, exc
+            )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -131,9 +131,26 @@ def _load_entrypoints(pm: PluginManager, blocked: set[str]) -> None:
         try:
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
+            unknown = _unknown_hooks(pm, plugin)
+            if unknown:
+                # `check_pending` would raise for every command; only this plugin is left out.
+                pm.unregister(plugin)
+                raise pluggy.PluginValidationError(
+                    plugin, f"unknown hook {', '.join(unknown)} (misspelt, or for another assetry version)"
+                )
         except Exception as exc:
             log.warning("plugin %s failed to load: %s: %s", ep.name, type(exc).__name__, exc)
             pm.failures.append(LoadFailure(ep.name, f"{type(exc).__name__}: {exc}"))
+
+
+def _unknown_hooks(pm: PluginManager, plugin: object) -> list[str]:
+    """The plugin's hook implementations with no specification, as `check_pending` finds them."""
+    return sorted(
+        caller.name
+        for caller in pm.get_hookcallers(plugin) or ()
+        if not caller.has_spec()
+        and any(impl.plugin is plugin and not impl.optionalhook for impl in caller.get_hookimpls())
+    )
 
 
 B = TypeVar("B", StorageBackend, CatalogBackend)
@@ -143,7 +160,12 @@ def _collect(pm: PluginManager, hook_name: str, kind: type[B]) -> dict[str, tupl
     """Call each implementation separately so a duplicate name can be pinned on the two plugins."""
     found: dict[str, tuple[B, str]] = {}
     for impl in getattr(pm.hook, hook_name).get_hookimpls():
-        for backend in impl.function() or ():
+        returned = impl.function()
+        if returned is not None and (isinstance(returned, kind) or not isinstance(returned, Iterable)):
+            raise PluginError(
+                f"plugin {impl.plugin_name} returned {returned!r} from {hook_name}; expected a list of them"
+            )
+        for backend in returned or ():
             if not isinstance(backend, kind):
                 raise PluginError(f"plugin {impl.plugin_name} returned {backend!r} from {hook_name}")
             if backend.name in found:
@@ -154,6 +176,12 @@ def _collect(pm: PluginManager, hook_name: str, kind: type[B]) -> dict[str, tupl
                 )
             found[backend.name] = (backend, impl.plugin_name)
     return found
+
+
+def implementers(hook: Any) -> str:
+    """The plugins implementing a hook, for an error about a result that cannot be pinned on one of them
+    (pluggy returns the results without their plugins)."""
+    return ", ".join(sorted({impl.plugin_name for impl in hook.get_hookimpls()})) or "no plugin"
 
 
 def storage_backends(pm: PluginManager) -> dict[str, StorageBackend]:
@@ -179,7 +207,12 @@ def pick_backend(pm: PluginManager, available: Mapping[str, B], name: str, key: 
 def config_claims(pm: PluginManager) -> dict[str, type[Any]]:
     claims: dict[str, type[Any]] = {}
     for impl in pm.hook.assetry_config_sections.get_hookimpls():
-        claimed: Mapping[str, type[Any]] = impl.function() or {}  # type: ignore[assignment]
+        claimed = impl.function() or {}
+        if not isinstance(claimed, Mapping):
+            raise PluginError(
+                f"plugin {impl.plugin_name} returned {claimed!r:.80} from assetry_config_sections; "
+                "expected a mapping of table names to classes"
+            )
         for name, cls in claimed.items():
             if name in claims:
                 raise PluginError(f"two plugins claim the configuration table [{name}]")
