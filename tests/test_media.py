@@ -231,6 +231,19 @@ def test_json_too_large_to_sniff_whole_is_text() -> None:
     assert ingest(data, name="big.json")["media_type"] == "application/json"
 
 
+def test_json_nested_deeper_than_the_parser_goes_is_text() -> None:
+    data = b"[" * 30_000 + b"]" * 30_000  # complete within the head, far past Python's recursion limit
+    assert len(data) <= HEAD_SIZE
+    assert sniff_media_type(data, size=len(data)) == "text/plain"
+    assert ingest(data)["media_type"] == "text/plain"
+
+
+def test_safetensors_shaped_header_nested_too_deep_is_not_safetensors() -> None:
+    header = b'{"a":' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    data = struct.pack("<Q", len(header)) + header + b"\0" * 8
+    assert sniff_media_type(data, size=len(data)) == "application/octet-stream"
+
+
 def test_text_cut_inside_a_multibyte_character_is_still_text() -> None:
     data = ("\u00e9" * HEAD_SIZE).encode()  # two bytes per character, longer than the sniffed head
     assert ingest(data)["media_type"] == "text/plain"

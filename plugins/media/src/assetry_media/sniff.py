@@ -121,7 +121,8 @@ def is_safetensors(head: bytes, size: int | None = None) -> bool:
         return head[9:10] in (b'"', b"}") or head[9:10].isspace()
     try:
         return isinstance(json.loads(header), dict)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
+        # RecursionError: nested deeper than Python's parser goes; real headers are a few levels deep.
         return False
 
 
@@ -274,7 +275,8 @@ def sniff_media_type(head: bytes, *, name: str | None = None, size: int | None =
     if complete and text.lstrip()[:1] in ("{", "["):
         try:
             json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # Too deeply nested to check here is not proof of JSON: it is still honest text.
             pass
         else:
             return "application/json"
