@@ -26,7 +26,7 @@ import assetry.hookspecs
 from assetry.content import HEAD_SIZE, Content
 from assetry.errors import ValidationError
 from assetry.model import PROVENANCE_FIELDS, AssetDraft, Kind, Provenance
-from assetry_media import plugin
+from assetry_media import plugin, sniff
 from assetry_media.embed import COLOR_EMBEDDING_DIM, color_embedding
 from assetry_media.generation import (
     GenerationInfo,
@@ -242,6 +242,23 @@ def test_safetensors_shaped_header_nested_too_deep_is_not_safetensors() -> None:
     header = b'{"a":' + b"[" * 20_000 + b"]" * 20_000 + b"}"
     data = struct.pack("<Q", len(header)) + header + b"\0" * 8
     assert sniff_media_type(data, size=len(data)) == "application/octet-stream"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"), [("notes.md", "text/markdown"), (None, "application/octet-stream")]
+)
+def test_a_failing_sniffer_never_fails_ingest(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, name: str | None, expected: str
+) -> None:
+    # Real inputs no longer make the sniffer raise (above); a stand-in fault checks the hook's own guard.
+    def broken(head: bytes, **_: Any) -> str:
+        raise RuntimeError("sniffer bug")
+
+    monkeypatch.setattr(sniff, "sniff_media_type", broken)
+    with caplog.at_level(logging.WARNING, logger="assetry_media"):
+        result = ingest(b"# a note\n", name=name)
+    assert result == {"media_type": expected, "kind": Kind.from_media_type(expected)}
+    assert f"{name or '<unnamed>'}: cannot detect the media type" in caplog.text
 
 
 def test_text_cut_inside_a_multibyte_character_is_still_text() -> None:
