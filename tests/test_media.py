@@ -187,6 +187,7 @@ def test_config_without_sections_uses_defaults() -> None:
         (safetensors_bytes({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8), None,
          "application/x-safetensors"),
         (b"GGUF\x03\x00\x00\x00" + b"\x00" * 40, None, "application/x-gguf"),
+        (b"GGUF\x00\x00\x00\x03" + b"\x00" * 40, None, "application/x-gguf"),
         (bytes(range(256)) * 4, None, "application/octet-stream"),
         (b"", None, "application/octet-stream"),
         (b"", "empty.txt", "text/plain"),
@@ -195,7 +196,8 @@ def test_config_without_sections_uses_defaults() -> None:
     ],
     ids=[
         "png", "jpeg", "gif", "webp", "pdf", "json", "json-array", "text", "utf8-text", "markdown-by-name",
-        "safetensors", "gguf", "unknown-binary", "empty", "empty-named", "zip", "zip-named",
+        "safetensors", "gguf", "gguf-big-endian", "unknown-binary", "empty", "empty-named", "zip",
+        "zip-named",
     ],
 )  # fmt: skip
 def test_sniff_media_type(data: bytes, name: str | None, expected: str) -> None:
@@ -208,6 +210,12 @@ def test_sniff_media_type(data: bytes, name: str | None, expected: str) -> None:
 def test_model_weights_are_model_kind() -> None:
     result = ingest(b"GGUF\x03\x00\x00\x00" + b"\x00" * 40, name="llama.gguf")
     assert result["kind"] == Kind.MODEL
+
+
+def test_text_starting_with_the_gguf_magic_is_not_model_weights() -> None:
+    note = b"GGUF quantization notes: q4_K_M is fine\n"
+    assert sniff_media_type(note, name="notes.md", size=len(note)) == "text/markdown"
+    assert sniff_media_type(note, size=len(note)) == "text/plain"
 
 
 def test_safetensors_header_longer_than_the_sniffed_head() -> None:

@@ -29,6 +29,9 @@ _MEDIA_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.
 # bound keeps an arbitrary 8-byte prefix from passing as a length.
 _SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
 
+# GGUF versions so far are 1 to 3; the margin leaves room for new ones without admitting text.
+_GGUF_MAX_VERSION = 16
+
 # Python's built-in table (used without the host's /etc/mime.types, so results do not depend on the
 # machine) lacks these, several of which are common among AI-generated assets.
 _EXTRA_TYPES = {
@@ -127,8 +130,14 @@ def is_safetensors(head: bytes, size: int | None = None) -> bool:
 
 
 def is_gguf(head: bytes) -> bool:
-    """GGUF (llama.cpp weights): the magic ``GGUF`` followed by a little-endian uint32 version."""
-    return len(head) >= 8 and head[:4] == b"GGUF"
+    """GGUF (llama.cpp weights): the magic ``GGUF`` followed by a uint32 version, little-endian (or
+    big-endian, which llama.cpp also writes for big-endian hosts)."""
+    if len(head) < 8 or head[:4] != b"GGUF":
+        return False
+    # The magic alone is four letters a note can start with ("GGUF quantization notes"); as a version,
+    # text reads as hundreds of millions.
+    version = head[4:8]
+    return any(1 <= int.from_bytes(version, order) <= _GGUF_MAX_VERSION for order in ("little", "big"))
 
 
 def _zip_type(head: bytes, name: str | None) -> str:
