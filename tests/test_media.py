@@ -212,6 +212,22 @@ def test_model_weights_are_model_kind() -> None:
     assert result["kind"] == Kind.MODEL
 
 
+@pytest.mark.parametrize(
+    ("data", "name", "expected"),
+    [
+        (b'{"a": 1}\n{"a": 2}\n', "data.jsonl", "application/jsonl"),
+        (b"{draft} notes about the prompt\n", None, "text/plain"),
+        (b'{"prompt": "a cat", "seed": ', None, "text/plain"),
+        (b"=== Results ===\nall good\n", None, "text/plain"),
+        (b"MARC" + bytes(range(256)), None, "application/octet-stream"),
+    ],
+    ids=["jsonl-by-name", "braces-not-json", "truncated-json", "note-not-a-patch", "binary-not-text"],
+)
+def test_puremagic_text_guesses_do_not_decide(data: bytes, name: str | None, expected: str) -> None:
+    # puremagic calls anything starting with "{" JSON and "=== " a patch; the name and the text check decide.
+    assert sniff_media_type(data, name=name, size=len(data)) == expected
+
+
 def test_text_starting_with_the_gguf_magic_is_not_model_weights() -> None:
     note = b"GGUF quantization notes: q4_K_M is fine\n"
     assert sniff_media_type(note, name="notes.md", size=len(note)) == "text/markdown"

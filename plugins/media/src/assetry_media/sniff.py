@@ -1,7 +1,8 @@
 """Media type detection from the first bytes of a file, its name, and whether it reads as text.
 
 Order, most trustworthy first: formats puremagic does not know or confuses (model weights, ZIP
-containers, ISO media brands), puremagic's signatures, the file name, then a text check. Every step is a
+containers, ISO media brands), puremagic's signatures (except its guesses at text formats), the file
+name, then a text check (plain text, or JSON when the whole document parses). Every step is a
 pure function of the head bytes and the name, so it can be tested without files, and nothing here raises.
 """
 
@@ -225,6 +226,10 @@ def _any_signature(head: bytes) -> bool:
     return False
 
 
+def _is_text_format(media_type: str) -> bool:
+    return media_type.startswith("text/") or media_type == "application/json"
+
+
 def _puremagic(head: bytes, name: str | None) -> str | None:
     if not _any_signature(head):
         # puremagic would only offer its extension table, at a weak confidence, and the name's own
@@ -242,6 +247,10 @@ def _puremagic(head: bytes, name: str | None) -> str | None:
     for match in matches:
         media_type = normalize_media_type(match.mime_type)
         if media_type is not None:
+            if _is_text_format(media_type):
+                # puremagic guesses text formats from a few leading characters ("{" is JSON, "--- " a
+                # patch, "MARC" plain text even in a binary file): the name, then the text check, know better.
+                return None
             # puremagic's weakest matches come from scanning text with the name's extension in mind
             # ("text/plain" for notes.md); the extension table knows better then.
             if match.confidence < _WEAK_MATCH:
