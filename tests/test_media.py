@@ -83,6 +83,12 @@ def safetensors_bytes(header: dict[str, Any], payload: bytes) -> bytes:
     return struct.pack("<Q", len(encoded)) + encoded + payload
 
 
+def ogg_first_page(packet: bytes) -> bytes:
+    """An Ogg stream's first page holding ``packet`` (the CRC is left zero: sniffing does not check it)."""
+    header = b"OggS\x00\x02" + bytes(8) + b"\x01\x02\x03\x04" + bytes(4) + bytes(4)
+    return header + bytes([1, len(packet)]) + packet
+
+
 def cosine(a: list[float], b: list[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=True))
 
@@ -226,6 +232,28 @@ def test_model_weights_are_model_kind() -> None:
 def test_puremagic_text_guesses_do_not_decide(data: bytes, name: str | None, expected: str) -> None:
     # puremagic calls anything starting with "{" JSON and "=== " a patch; the name and the text check decide.
     assert sniff_media_type(data, name=name, size=len(data)) == expected
+
+
+VORBIS_ID = b"\x01vorbis" + bytes(23)
+THEORA_ID = b"\x80theora\x03\x02\x01" + bytes(32)
+
+
+@pytest.mark.parametrize(
+    ("packet", "name", "expected"),
+    [
+        (VORBIS_ID, "speech.ogg", "audio/ogg"),
+        (VORBIS_ID, None, "audio/ogg"),
+        (THEORA_ID, None, "video/ogg"),
+        (THEORA_ID, "clip.ogg", "video/ogg"),
+        (b"OpusHead\x01\x02" + bytes(9), "voice.opus", "audio/opus"),
+        (b"fishead\x00" + bytes(56), "clip.ogv", "video/ogg"),  # a skeleton stream first: the name decides
+    ],
+    ids=["vorbis-named", "vorbis", "theora", "theora-named-ogg", "opus-named", "skeleton-named-ogv"],
+)
+def test_ogg_is_audio_or_video(packet: bytes, name: str | None, expected: str) -> None:
+    result = ingest(ogg_first_page(packet) + bytes(200), name=name)
+    assert result["media_type"] == expected
+    assert result["kind"] == Kind.from_media_type(expected) != Kind.FILE
 
 
 def test_text_starting_with_the_gguf_magic_is_not_model_weights() -> None:

@@ -1,7 +1,7 @@
 """Media type detection from the first bytes of a file, its name, and whether it reads as text.
 
 Order, most trustworthy first: formats puremagic does not know or confuses (model weights, ZIP
-containers, ISO media brands), puremagic's signatures (except its guesses at text formats), the file
+containers, Ogg, ISO media brands), puremagic's signatures (except its guesses at text formats), the file
 name, then a text check (plain text, or JSON when the whole document parses). Every step is a
 pure function of the head bytes and the name, so it can be tested without files, and nothing here raises.
 """
@@ -49,6 +49,8 @@ _EXTRA_TYPES = {
     ".ndjson": "application/jsonl",
     ".flac": "audio/flac",
     ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".ogv": "video/ogg",
     ".opus": "audio/opus",
     ".m4a": "audio/mp4",
     ".webm": "video/webm",
@@ -157,6 +159,20 @@ def _zip_type(head: bytes, name: str | None) -> str:
     return "application/zip"
 
 
+def _ogg_type(head: bytes, name: str | None) -> str:
+    # Ogg is a container; puremagic calls it application/ogg, whose kind is "file". Its first page holds
+    # the first packet of the first stream, after a 27-byte header and a segment table whose length is
+    # the header's last byte; a Theora packet there makes it video. Failing that, a video or audio type
+    # from the name (.ogv, .opus; a skeleton stream may come first), else audio: most Ogg files are.
+    first_packet = 27 + head[26] if len(head) > 26 else 27
+    if head[first_packet : first_packet + 7] == b"\x80theora":
+        return "video/ogg"
+    by_name = guess_from_name(name)
+    if by_name is not None and by_name.startswith(("audio/", "video/")):
+        return by_name
+    return "audio/ogg"
+
+
 def _special(head: bytes, name: str | None, size: int | None) -> str | None:
     if is_gguf(head):
         return GGUF
@@ -164,6 +180,8 @@ def _special(head: bytes, name: str | None, size: int | None) -> str | None:
         return SAFETENSORS
     if head[:4] == b"PK\x03\x04":
         return _zip_type(head, name)
+    if head[:4] == b"OggS":
+        return _ogg_type(head, name)
     if head[4:8] == b"ftyp":
         return _FTYP_BRANDS.get(head[8:12])
     return None
