@@ -26,7 +26,7 @@ import assetry.hookspecs
 from assetry.content import HEAD_SIZE, Content
 from assetry.errors import ValidationError
 from assetry.model import PROVENANCE_FIELDS, AssetDraft, Kind, Provenance
-from assetry_media import plugin, sniff
+from assetry_media import images, plugin, sniff
 from assetry_media.embed import COLOR_EMBEDDING_DIM, color_embedding
 from assetry_media.generation import (
     GenerationInfo,
@@ -803,6 +803,53 @@ def test_hostile_text_chunks_are_sanitised() -> None:
     assert result["parameters"]["note"] == "x?y, z"
     draft = AssetDraft(provenance=Provenance(prompt=result["prompt"], parameters=result["parameters"]))
     assert draft.provenance.seed is None
+
+
+@pytest.mark.parametrize("chunk", ["zTXt", "iTXt"])
+def test_png_text_chunk_too_large_to_decompress_keeps_size_and_other_text(
+    chunk: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # ComfyUI workflows of thousands of nodes pass Pillow's 1 MB limit for one compressed text chunk.
+    workflow = json.dumps({"nodes": [{"id": i} for i in range(120_000)]})
+    assert len(workflow) > PngImagePlugin.MAX_TEXT_CHUNK
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "ComfyUI")
+    if chunk == "zTXt":
+        info.add_text("workflow", workflow, zip=True)
+    else:
+        info.add_itxt("workflow", workflow, zip=True)
+    info.add_text("parameters", A1111_FULL)
+    data = image_bytes("PNG", (640, 480), pnginfo=info)
+    read = images.read_image_info(io.BytesIO(data), max_pixels=10**6)
+    assert (read.width, read.height, read.skipped_text) == (640, 480, ("workflow",))
+    assert read.text.keys() == {"Software", "parameters"}  # the chunks before and after it are read
+    with caplog.at_level(logging.WARNING, logger="assetry_media"):
+        result = ingest(data, name="big-workflow.png")
+    assert (result["width"], result["height"], result["seed"]) == (640, 480, 3141592653)
+    assert "big-workflow.png: skipped PNG text chunks" in caplog.text
+    assert "'workflow'" in caplog.text
+    assert PngImagePlugin.MAX_TEXT_CHUNK == ImageFile.SAFEBLOCK  # the bomb guard is left as it is
+
+
+@pytest.mark.parametrize(
+    "notes",
+    [["n" * 20_000], ["n" * 6_000, "m" * 6_000]],
+    ids=["one-chunk-over-the-total", "chunks-adding-up-over-the-total"],
+)
+def test_png_text_over_pillows_total_for_text_keeps_size_and_the_rest(
+    monkeypatch: pytest.MonkeyPatch, notes: list[str]
+) -> None:
+    # Pillow's total for all text is 64 MB; scaled down so the test need not write that much.
+    monkeypatch.setattr(PngImagePlugin, "MAX_TEXT_MEMORY", 10_000)
+    info = PngImagePlugin.PngInfo()
+    for i, note in enumerate(notes):
+        info.add_text(f"note{i}", note)
+    info.add_text("parameters", A1111_FULL)
+    data = image_bytes("PNG", (64, 48), pnginfo=info)
+    read = images.read_image_info(io.BytesIO(data), max_pixels=10**6)
+    assert (read.width, read.height) == (64, 48)
+    assert read.skipped_text == (f"note{len(notes) - 1}",)
+    assert "parameters" in read.text
 
 
 # -- demo samples and colour embedding -------------------------------------------------------------------

@@ -123,6 +123,12 @@ def _image_fields(content: Content, options: MediaOptions) -> dict[str, Any]:
     except Exception as exc:  # Pillow raises many types on hostile input; none may fail ingest.
         logger.warning("%s: cannot read image metadata: %s", _shown(content), _describe(exc, content))
         return {}
+    if info.skipped_text:
+        logger.warning(
+            "%s: skipped PNG text chunks that decompress to more than Pillow reads: %s",
+            _shown(content),
+            ", ".join(repr(keyword) for keyword in info.skipped_text),
+        )
     fields: dict[str, Any] = {"width": info.width, "height": info.height}
     if options.extract_generation:
         try:
