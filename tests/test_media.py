@@ -909,6 +909,31 @@ def test_color_embedding_shape_and_inputs(tmp_path: Path) -> None:
     assert sorted(solid)[-1] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize(
+    ("mode", "fmt", "halves", "grey_halves"),
+    [
+        ("I;16", "PNG", (16384, 49152), (64, 192)),
+        ("I;16B", "TIFF", (8192, 32768), (32, 128)),
+        ("I", "TIFF", (16384, 65535), (64, 255)),
+        ("F", "TIFF", (0.2, 0.5), (51, 128)),
+    ],
+    ids=["16-bit-png", "16-bit-tiff", "32-bit-int-tiff", "float-tiff"],
+)
+def test_color_embedding_scales_wide_greyscale_to_8_bits(
+    mode: str, fmt: str, halves: tuple[float, float], grey_halves: tuple[int, int]
+) -> None:
+    def two_tone(mode: str, fmt: str, values: tuple[float, float]) -> bytes:
+        image = Image.new(mode, (32, 16))
+        for i, value in enumerate(values):  # pasting a bare value into "I;16B" writes 0
+            image.paste(Image.new(mode, (16, 16), value), (16 * i, 0))
+        buffer = io.BytesIO()
+        image.save(buffer, fmt)
+        return buffer.getvalue()
+
+    # The same picture at 8 bits falls in the same bins (not all of it in the white one).
+    assert color_embedding(two_tone(mode, fmt, halves)) == color_embedding(two_tone("L", "PNG", grey_halves))
+
+
 def test_color_embedding_same_theme_is_closer_than_other_themes(tmp_path: Path) -> None:
     samples = make_sample_images(tmp_path, 12, seed=0)[:9]  # originals only
     vectors = [color_embedding(s.path.read_bytes()) for s in samples]
