@@ -20,7 +20,7 @@ import pluggy
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import ExifTags, Image, ImageFile, PngImagePlugin
+from PIL import ExifTags, Image, ImageFile, ImageOps, PngImagePlugin
 
 import assetry.hookspecs
 from assetry.content import HEAD_SIZE, Content
@@ -333,6 +333,21 @@ def test_dimensions(fmt: str) -> None:
     result = ingest(image_bytes(fmt, (123, 45)), name=None)
     assert (result["width"], result["height"]) == (123, 45)
     assert result["kind"] == Kind.IMAGE
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_dimensions_are_as_displayed_after_the_exif_orientation(fmt: str, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    data = image_bytes(fmt, (40, 20), exif=exif.tobytes())
+    result = ingest(data)
+    with Image.open(io.BytesIO(data)) as image:
+        shown = ImageOps.exif_transpose(
+            image
+        ).size  # what viewers show (decodes the pixels, as ingest never does)
+    quarter_turn = orientation >= 5
+    assert (result["width"], result["height"]) == shown == ((20, 40) if quarter_turn else (40, 20))
 
 
 def test_dimensions_from_a_file_on_disk(tmp_path: Path) -> None:

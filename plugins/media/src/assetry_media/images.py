@@ -16,7 +16,7 @@ import zlib
 from typing import BinaryIO
 
 import attrs
-from PIL import ExifTags, Image, PngImagePlugin
+from PIL import ExifTags, Image, PngImagePlugin, TiffImagePlugin
 
 # Formats Pillow decodes that are plain raster images; an SVG or PDF is "image/..." too, but not for Pillow.
 NOT_RASTER = frozenset({"image/svg+xml"})
@@ -38,6 +38,7 @@ class ImageInfo:
 
     format: str | None
     width: int
+    """As displayed: swapped from the stored pixels' when the EXIF orientation is a quarter turn (5 to 8)."""
     height: int
     text: dict[str, str] = attrs.field(factory=dict)
     """PNG text chunks (tEXt, zTXt, iTXt) by keyword."""
@@ -87,17 +88,52 @@ def _decode_comment(raw: object) -> str | None:
     return raw.replace("\x00", "").strip() or None
 
 
-def _user_comment(exif_bytes: object) -> str | None:
+# EXIF orientations that turn the stored pixels a quarter turn (transpose, rotate 90, transverse, rotate
+# 270): viewers show such an image with its width and height swapped.
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+
+def _parse_exif(exif_bytes: object) -> Image.Exif | None:
     if not isinstance(exif_bytes, bytes) or not exif_bytes:
         return None
     exif = Image.Exif()
-    # Parsing arbitrary EXIF can fail in many ways inside Pillow; a bad EXIF block only loses the comment.
+    # Parsing arbitrary EXIF can fail in many ways inside Pillow; a bad EXIF block only loses what it says.
     try:
         exif.load(exif_bytes)
+    except Exception:
+        return None
+    return exif
+
+
+def _user_comment(exif: Image.Exif | None) -> str | None:
+    if exif is None:
+        return None
+    try:
         value = exif.get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.UserComment)
     except Exception:
         return None
     return decode_user_comment(value) if isinstance(value, (bytes, str)) else None
+
+
+def _displayed_size(image: Image.Image, exif: Image.Exif | None) -> tuple[int, int]:
+    """Width and height as viewers show the image, after its EXIF orientation."""
+    width, height = image.size
+    try:
+        if isinstance(image, TiffImagePlugin.TiffImageFile):
+            # A TIFF keeps its orientation among its own tags. Recent Pillow reports such a TIFF's size as
+            # displayed already, older as stored; the stored size is in the tags either way.
+            width, height = (
+                image.tag_v2[TiffImagePlugin.IMAGEWIDTH],
+                image.tag_v2[TiffImagePlugin.IMAGELENGTH],
+            )
+            orientation = image.tag_v2.get(ExifTags.Base.Orientation)
+        else:
+            orientation = exif.get(ExifTags.Base.Orientation) if exif is not None else None
+    except Exception:
+        return image.size
+    if isinstance(orientation, int) and orientation in _QUARTER_TURNS:
+        return height, width
+    return width, height
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -207,12 +243,15 @@ def read_image_info(fp: BinaryIO, *, max_pixels: int) -> ImageInfo:
         text = {
             key: str(value) for key, value in info.items() if isinstance(key, str) and isinstance(value, str)
         }
+        exif = _parse_exif(info.get("exif"))
+        # As viewers show it: a search by width means the picture people see, not the stored pixels.
+        shown_width, shown_height = _displayed_size(image, exif)
         return ImageInfo(
             format=image.format,
-            width=width,
-            height=height,
+            width=shown_width,
+            height=shown_height,
             text=text,
-            user_comment=_user_comment(info.get("exif")),
+            user_comment=_user_comment(exif),
             comment=_decode_comment(info.get("comment")),
             skipped_text=skipped,
         )
