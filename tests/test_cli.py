@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -275,6 +276,25 @@ def test_url_on_local_storage_says_it_cannot_sign(project: Path) -> None:
     result = run("url", asset_id)
     assert result.exit_code == 1
     assert "cannot sign" in result.output
+
+
+# The minimum (where the used and pinned images hold every blob), one more, and the default.
+@pytest.mark.parametrize("count", [6, 7, 24])
+def test_demo_gc_keeps_the_used_and_pinned_assets_and_its_hint_names_one_that_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    out = ok("demo", "--count", str(count)).output
+    kept = re.search(r"Recently used and pinned assets kept: (\d+)/(\d+)", out)
+    assert kept is not None
+    assert kept[1] == kept[2], out
+    monkeypatch.chdir(tmp_path / "assetry-demo")
+    read = re.findall(r"^([0-9a-f]{12}) .* read \d+x", out, flags=re.MULTILINE)
+    pinned = re.findall(r"^Pinned ([0-9a-f]{12})", out, flags=re.MULTILINE)
+    hint = re.findall(r"assetry show ([0-9a-f]+)", out)
+    assert len(read) == 2
+    assert len(pinned) == len(hint) == 1
+    for asset_id in [*read, *pinned, *hint]:
+        ok("show", asset_id)
 
 
 def test_main_entry_point_in_a_subprocess(tmp_path: Path) -> None:

@@ -20,13 +20,13 @@ import pluggy
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import ExifTags, Image, ImageFile, PngImagePlugin
+from PIL import ExifTags, Image, ImageFile, ImageOps, PngImagePlugin
 
 import assetry.hookspecs
 from assetry.content import HEAD_SIZE, Content
 from assetry.errors import ValidationError
 from assetry.model import PROVENANCE_FIELDS, AssetDraft, Kind, Provenance
-from assetry_media import plugin
+from assetry_media import images, plugin, sniff
 from assetry_media.embed import COLOR_EMBEDDING_DIM, color_embedding
 from assetry_media.generation import (
     GenerationInfo,
@@ -81,6 +81,12 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 def safetensors_bytes(header: dict[str, Any], payload: bytes) -> bytes:
     encoded = json.dumps(header).encode()
     return struct.pack("<Q", len(encoded)) + encoded + payload
+
+
+def ogg_first_page(packet: bytes) -> bytes:
+    """An Ogg stream's first page holding ``packet`` (the CRC is left zero: sniffing does not check it)."""
+    header = b"OggS\x00\x02" + bytes(8) + b"\x01\x02\x03\x04" + bytes(4) + bytes(4)
+    return header + bytes([1, len(packet)]) + packet
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -187,6 +193,7 @@ def test_config_without_sections_uses_defaults() -> None:
         (safetensors_bytes({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8), None,
          "application/x-safetensors"),
         (b"GGUF\x03\x00\x00\x00" + b"\x00" * 40, None, "application/x-gguf"),
+        (b"GGUF\x00\x00\x00\x03" + b"\x00" * 40, None, "application/x-gguf"),
         (bytes(range(256)) * 4, None, "application/octet-stream"),
         (b"", None, "application/octet-stream"),
         (b"", "empty.txt", "text/plain"),
@@ -195,7 +202,8 @@ def test_config_without_sections_uses_defaults() -> None:
     ],
     ids=[
         "png", "jpeg", "gif", "webp", "pdf", "json", "json-array", "text", "utf8-text", "markdown-by-name",
-        "safetensors", "gguf", "unknown-binary", "empty", "empty-named", "zip", "zip-named",
+        "safetensors", "gguf", "gguf-big-endian", "unknown-binary", "empty", "empty-named", "zip",
+        "zip-named",
     ],
 )  # fmt: skip
 def test_sniff_media_type(data: bytes, name: str | None, expected: str) -> None:
@@ -208,6 +216,50 @@ def test_sniff_media_type(data: bytes, name: str | None, expected: str) -> None:
 def test_model_weights_are_model_kind() -> None:
     result = ingest(b"GGUF\x03\x00\x00\x00" + b"\x00" * 40, name="llama.gguf")
     assert result["kind"] == Kind.MODEL
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "expected"),
+    [
+        (b'{"a": 1}\n{"a": 2}\n', "data.jsonl", "application/jsonl"),
+        (b"{draft} notes about the prompt\n", None, "text/plain"),
+        (b'{"prompt": "a cat", "seed": ', None, "text/plain"),
+        (b"=== Results ===\nall good\n", None, "text/plain"),
+        (b"MARC" + bytes(range(256)), None, "application/octet-stream"),
+    ],
+    ids=["jsonl-by-name", "braces-not-json", "truncated-json", "note-not-a-patch", "binary-not-text"],
+)
+def test_puremagic_text_guesses_do_not_decide(data: bytes, name: str | None, expected: str) -> None:
+    # puremagic calls anything starting with "{" JSON and "=== " a patch; the name and the text check decide.
+    assert sniff_media_type(data, name=name, size=len(data)) == expected
+
+
+VORBIS_ID = b"\x01vorbis" + bytes(23)
+THEORA_ID = b"\x80theora\x03\x02\x01" + bytes(32)
+
+
+@pytest.mark.parametrize(
+    ("packet", "name", "expected"),
+    [
+        (VORBIS_ID, "speech.ogg", "audio/ogg"),
+        (VORBIS_ID, None, "audio/ogg"),
+        (THEORA_ID, None, "video/ogg"),
+        (THEORA_ID, "clip.ogg", "video/ogg"),
+        (b"OpusHead\x01\x02" + bytes(9), "voice.opus", "audio/opus"),
+        (b"fishead\x00" + bytes(56), "clip.ogv", "video/ogg"),  # a skeleton stream first: the name decides
+    ],
+    ids=["vorbis-named", "vorbis", "theora", "theora-named-ogg", "opus-named", "skeleton-named-ogv"],
+)
+def test_ogg_is_audio_or_video(packet: bytes, name: str | None, expected: str) -> None:
+    result = ingest(ogg_first_page(packet) + bytes(200), name=name)
+    assert result["media_type"] == expected
+    assert result["kind"] == Kind.from_media_type(expected) != Kind.FILE
+
+
+def test_text_starting_with_the_gguf_magic_is_not_model_weights() -> None:
+    note = b"GGUF quantization notes: q4_K_M is fine\n"
+    assert sniff_media_type(note, name="notes.md", size=len(note)) == "text/markdown"
+    assert sniff_media_type(note, size=len(note)) == "text/plain"
 
 
 def test_safetensors_header_longer_than_the_sniffed_head() -> None:
@@ -231,6 +283,36 @@ def test_json_too_large_to_sniff_whole_is_text() -> None:
     assert ingest(data, name="big.json")["media_type"] == "application/json"
 
 
+def test_json_nested_deeper_than_the_parser_goes_is_text() -> None:
+    data = b"[" * 30_000 + b"]" * 30_000  # complete within the head, far past Python's recursion limit
+    assert len(data) <= HEAD_SIZE
+    assert sniff_media_type(data, size=len(data)) == "text/plain"
+    assert ingest(data)["media_type"] == "text/plain"
+
+
+def test_safetensors_shaped_header_nested_too_deep_is_not_safetensors() -> None:
+    header = b'{"a":' + b"[" * 20_000 + b"]" * 20_000 + b"}"
+    data = struct.pack("<Q", len(header)) + header + b"\0" * 8
+    assert sniff_media_type(data, size=len(data)) == "application/octet-stream"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"), [("notes.md", "text/markdown"), (None, "application/octet-stream")]
+)
+def test_a_failing_sniffer_never_fails_ingest(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, name: str | None, expected: str
+) -> None:
+    # Real inputs no longer make the sniffer raise (above); a stand-in fault checks the hook's own guard.
+    def broken(head: bytes, **_: Any) -> str:
+        raise RuntimeError("sniffer bug")
+
+    monkeypatch.setattr(sniff, "sniff_media_type", broken)
+    with caplog.at_level(logging.WARNING, logger="assetry_media"):
+        result = ingest(b"# a note\n", name=name)
+    assert result == {"media_type": expected, "kind": Kind.from_media_type(expected)}
+    assert f"{name or '<unnamed>'}: cannot detect the media type" in caplog.text
+
+
 def test_text_cut_inside_a_multibyte_character_is_still_text() -> None:
     data = ("\u00e9" * HEAD_SIZE).encode()  # two bytes per character, longer than the sniffed head
     assert ingest(data)["media_type"] == "text/plain"
@@ -251,6 +333,21 @@ def test_dimensions(fmt: str) -> None:
     result = ingest(image_bytes(fmt, (123, 45)), name=None)
     assert (result["width"], result["height"]) == (123, 45)
     assert result["kind"] == Kind.IMAGE
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_dimensions_are_as_displayed_after_the_exif_orientation(fmt: str, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    data = image_bytes(fmt, (40, 20), exif=exif.tobytes())
+    result = ingest(data)
+    with Image.open(io.BytesIO(data)) as image:
+        shown = ImageOps.exif_transpose(
+            image
+        ).size  # what viewers show (decodes the pixels, as ingest never does)
+    quarter_turn = orientation >= 5
+    assert (result["width"], result["height"]) == shown == ((20, 40) if quarter_turn else (40, 20))
 
 
 def test_dimensions_from_a_file_on_disk(tmp_path: Path) -> None:
@@ -723,6 +820,53 @@ def test_hostile_text_chunks_are_sanitised() -> None:
     assert draft.provenance.seed is None
 
 
+@pytest.mark.parametrize("chunk", ["zTXt", "iTXt"])
+def test_png_text_chunk_too_large_to_decompress_keeps_size_and_other_text(
+    chunk: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # ComfyUI workflows of thousands of nodes pass Pillow's 1 MB limit for one compressed text chunk.
+    workflow = json.dumps({"nodes": [{"id": i} for i in range(120_000)]})
+    assert len(workflow) > PngImagePlugin.MAX_TEXT_CHUNK
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "ComfyUI")
+    if chunk == "zTXt":
+        info.add_text("workflow", workflow, zip=True)
+    else:
+        info.add_itxt("workflow", workflow, zip=True)
+    info.add_text("parameters", A1111_FULL)
+    data = image_bytes("PNG", (640, 480), pnginfo=info)
+    read = images.read_image_info(io.BytesIO(data), max_pixels=10**6)
+    assert (read.width, read.height, read.skipped_text) == (640, 480, ("workflow",))
+    assert read.text.keys() == {"Software", "parameters"}  # the chunks before and after it are read
+    with caplog.at_level(logging.WARNING, logger="assetry_media"):
+        result = ingest(data, name="big-workflow.png")
+    assert (result["width"], result["height"], result["seed"]) == (640, 480, 3141592653)
+    assert "big-workflow.png: skipped PNG text chunks" in caplog.text
+    assert "'workflow'" in caplog.text
+    assert PngImagePlugin.MAX_TEXT_CHUNK == ImageFile.SAFEBLOCK  # the bomb guard is left as it is
+
+
+@pytest.mark.parametrize(
+    "notes",
+    [["n" * 20_000], ["n" * 6_000, "m" * 6_000]],
+    ids=["one-chunk-over-the-total", "chunks-adding-up-over-the-total"],
+)
+def test_png_text_over_pillows_total_for_text_keeps_size_and_the_rest(
+    monkeypatch: pytest.MonkeyPatch, notes: list[str]
+) -> None:
+    # Pillow's total for all text is 64 MB; scaled down so the test need not write that much.
+    monkeypatch.setattr(PngImagePlugin, "MAX_TEXT_MEMORY", 10_000)
+    info = PngImagePlugin.PngInfo()
+    for i, note in enumerate(notes):
+        info.add_text(f"note{i}", note)
+    info.add_text("parameters", A1111_FULL)
+    data = image_bytes("PNG", (64, 48), pnginfo=info)
+    read = images.read_image_info(io.BytesIO(data), max_pixels=10**6)
+    assert (read.width, read.height) == (64, 48)
+    assert read.skipped_text == (f"note{len(notes) - 1}",)
+    assert "parameters" in read.text
+
+
 # -- demo samples and colour embedding -------------------------------------------------------------------
 
 
@@ -778,6 +922,31 @@ def test_color_embedding_shape_and_inputs(tmp_path: Path) -> None:
         assert color_embedding(f) == vector
     solid = color_embedding(image_bytes("JPEG"))
     assert sorted(solid)[-1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt", "halves", "grey_halves"),
+    [
+        ("I;16", "PNG", (16384, 49152), (64, 192)),
+        ("I;16B", "TIFF", (8192, 32768), (32, 128)),
+        ("I", "TIFF", (16384, 65535), (64, 255)),
+        ("F", "TIFF", (0.2, 0.5), (51, 128)),
+    ],
+    ids=["16-bit-png", "16-bit-tiff", "32-bit-int-tiff", "float-tiff"],
+)
+def test_color_embedding_scales_wide_greyscale_to_8_bits(
+    mode: str, fmt: str, halves: tuple[float, float], grey_halves: tuple[int, int]
+) -> None:
+    def two_tone(mode: str, fmt: str, values: tuple[float, float]) -> bytes:
+        image = Image.new(mode, (32, 16))
+        for i, value in enumerate(values):  # pasting a bare value into "I;16B" writes 0
+            image.paste(Image.new(mode, (16, 16), value), (16 * i, 0))
+        buffer = io.BytesIO()
+        image.save(buffer, fmt)
+        return buffer.getvalue()
+
+    # The same picture at 8 bits falls in the same bins (not all of it in the white one).
+    assert color_embedding(two_tone(mode, fmt, halves)) == color_embedding(two_tone("L", "PNG", grey_halves))
 
 
 def test_color_embedding_same_theme_is_closer_than_other_themes(tmp_path: Path) -> None:

@@ -129,8 +129,15 @@ def demo(directory: str, count: int, seed: int) -> None:
             )
         click.echo(f"Pinned {keep.id[:12]} ({keep.label}): never evicted.")
 
-        _heading("5. Quota GC: evict least recently used until the store fits half its size")
-        quota = usage.stored_bytes // 2
+        _heading("5. Quota GC: evict the least recently used down to a quota")
+        # Half the store, but never less than the used and pinned assets take (each blob once): below
+        # that, GC would evict the assets it just used, however recent, and the promise below would fail.
+        protected = {a.digest: a.size for a in [*used, keep] if a.digest is not None}
+        quota = max(usage.stored_bytes // 2, sum(protected.values()))
+        if quota >= usage.stored_bytes:
+            click.echo(
+                "Every stored image is used or pinned, so nothing may go (a larger --count leaves some)."
+            )
         plan = store.gc(quota, dry_run=True)
         click.echo(f"Dry run: would evict {len(plan.evicted)} assets, freeing {human_size(plan.freed)}.")
         result = store.gc(quota)
@@ -141,6 +148,7 @@ def demo(directory: str, count: int, seed: int) -> None:
             f"Recently used and pinned assets kept: "
             f"{sum(a.id in survivors for a in [*used, keep])}/{len(used) + 1}."
         )
+        shown = ocean if ocean.id in survivors else keep  # the hint below must name an asset still there
 
         _heading("Summary")
         final = store.stats().usage
@@ -151,5 +159,5 @@ def demo(directory: str, count: int, seed: int) -> None:
     click.echo("")
     click.echo(
         f"Explore it:  cd {directory}  then  assetry ls,  assetry search ocean,  "
-        f"assetry show {ocean.id[:8]},  assetry stats"
+        f"assetry show {shown.id[:8]},  assetry stats"
     )

@@ -86,7 +86,18 @@ def _media_type(content: Content, options: MediaOptions) -> str | None:
     except OSError as exc:
         logger.warning("%s: cannot read content to detect its type: %s", _shown(content), exc.strerror or exc)
         return sniff.guess_from_name(content.name)
-    return sniff.sniff_media_type(head, name=content.name, size=content.size)
+    try:
+        return sniff.sniff_media_type(head, name=content.name, size=content.size)
+    except Exception as exc:  # the sniffer is written not to raise; this is the last line of defence
+        fallback = sniff.guess_from_name(content.name) or sniff.OCTET_STREAM
+        logger.warning(
+            "%s: cannot detect the media type (%s: %s); using %s",
+            _shown(content),
+            type(exc).__name__,
+            exc,
+            fallback,
+        )
+        return fallback
 
 
 def _describe(exc: Exception, content: Content) -> str:
@@ -112,6 +123,12 @@ def _image_fields(content: Content, options: MediaOptions) -> dict[str, Any]:
     except Exception as exc:  # Pillow raises many types on hostile input; none may fail ingest.
         logger.warning("%s: cannot read image metadata: %s", _shown(content), _describe(exc, content))
         return {}
+    if info.skipped_text:
+        logger.warning(
+            "%s: skipped PNG text chunks that decompress to more than Pillow reads: %s",
+            _shown(content),
+            ", ".join(repr(keyword) for keyword in info.skipped_text),
+        )
     fields: dict[str, Any] = {"width": info.width, "height": info.height}
     if options.extract_generation:
         try:

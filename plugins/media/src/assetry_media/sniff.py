@@ -1,7 +1,8 @@
 """Media type detection from the first bytes of a file, its name, and whether it reads as text.
 
 Order, most trustworthy first: formats puremagic does not know or confuses (model weights, ZIP
-containers, ISO media brands), puremagic's signatures, the file name, then a text check. Every step is a
+containers, Ogg, ISO media brands), puremagic's signatures (except its guesses at text formats), the file
+name, then a text check (plain text, or JSON when the whole document parses). Every step is a
 pure function of the head bytes and the name, so it can be tested without files, and nothing here raises.
 """
 
@@ -29,6 +30,9 @@ _MEDIA_TYPE_RE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.
 # bound keeps an arbitrary 8-byte prefix from passing as a length.
 _SAFETENSORS_MAX_HEADER = 100 * 1024 * 1024
 
+# GGUF versions so far are 1 to 3; the margin leaves room for new ones without admitting text.
+_GGUF_MAX_VERSION = 16
+
 # Python's built-in table (used without the host's /etc/mime.types, so results do not depend on the
 # machine) lacks these, several of which are common among AI-generated assets.
 _EXTRA_TYPES = {
@@ -45,6 +49,8 @@ _EXTRA_TYPES = {
     ".ndjson": "application/jsonl",
     ".flac": "audio/flac",
     ".ogg": "audio/ogg",
+    ".oga": "audio/ogg",
+    ".ogv": "video/ogg",
     ".opus": "audio/opus",
     ".m4a": "audio/mp4",
     ".webm": "video/webm",
@@ -121,13 +127,20 @@ def is_safetensors(head: bytes, size: int | None = None) -> bool:
         return head[9:10] in (b'"', b"}") or head[9:10].isspace()
     try:
         return isinstance(json.loads(header), dict)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
+        # RecursionError: nested deeper than Python's parser goes; real headers are a few levels deep.
         return False
 
 
 def is_gguf(head: bytes) -> bool:
-    """GGUF (llama.cpp weights): the magic ``GGUF`` followed by a little-endian uint32 version."""
-    return len(head) >= 8 and head[:4] == b"GGUF"
+    """GGUF (llama.cpp weights): the magic ``GGUF`` followed by a uint32 version, little-endian (or
+    big-endian, which llama.cpp also writes for big-endian hosts)."""
+    if len(head) < 8 or head[:4] != b"GGUF":
+        return False
+    # The magic alone is four letters a note can start with ("GGUF quantization notes"); as a version,
+    # text reads as hundreds of millions.
+    version = head[4:8]
+    return any(1 <= int.from_bytes(version, order) <= _GGUF_MAX_VERSION for order in ("little", "big"))
 
 
 def _zip_type(head: bytes, name: str | None) -> str:
@@ -146,6 +159,20 @@ def _zip_type(head: bytes, name: str | None) -> str:
     return "application/zip"
 
 
+def _ogg_type(head: bytes, name: str | None) -> str:
+    # Ogg is a container; puremagic calls it application/ogg, whose kind is "file". Its first page holds
+    # the first packet of the first stream, after a 27-byte header and a segment table whose length is
+    # the header's last byte; a Theora packet there makes it video. Failing that, a video or audio type
+    # from the name (.ogv, .opus; a skeleton stream may come first), else audio: most Ogg files are.
+    first_packet = 27 + head[26] if len(head) > 26 else 27
+    if head[first_packet : first_packet + 7] == b"\x80theora":
+        return "video/ogg"
+    by_name = guess_from_name(name)
+    if by_name is not None and by_name.startswith(("audio/", "video/")):
+        return by_name
+    return "audio/ogg"
+
+
 def _special(head: bytes, name: str | None, size: int | None) -> str | None:
     if is_gguf(head):
         return GGUF
@@ -153,6 +180,8 @@ def _special(head: bytes, name: str | None, size: int | None) -> str | None:
         return SAFETENSORS
     if head[:4] == b"PK\x03\x04":
         return _zip_type(head, name)
+    if head[:4] == b"OggS":
+        return _ogg_type(head, name)
     if head[4:8] == b"ftyp":
         return _FTYP_BRANDS.get(head[8:12])
     return None
@@ -215,6 +244,10 @@ def _any_signature(head: bytes) -> bool:
     return False
 
 
+def _is_text_format(media_type: str) -> bool:
+    return media_type.startswith("text/") or media_type == "application/json"
+
+
 def _puremagic(head: bytes, name: str | None) -> str | None:
     if not _any_signature(head):
         # puremagic would only offer its extension table, at a weak confidence, and the name's own
@@ -232,6 +265,10 @@ def _puremagic(head: bytes, name: str | None) -> str | None:
     for match in matches:
         media_type = normalize_media_type(match.mime_type)
         if media_type is not None:
+            if _is_text_format(media_type):
+                # puremagic guesses text formats from a few leading characters ("{" is JSON, "--- " a
+                # patch, "MARC" plain text even in a binary file): the name, then the text check, know better.
+                return None
             # puremagic's weakest matches come from scanning text with the name's extension in mind
             # ("text/plain" for notes.md); the extension table knows better then.
             if match.confidence < _WEAK_MATCH:
@@ -274,7 +311,8 @@ def sniff_media_type(head: bytes, *, name: str | None = None, size: int | None =
     if complete and text.lstrip()[:1] in ("{", "["):
         try:
             json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
+            # Too deeply nested to check here is not proof of JSON: it is still honest text.
             pass
         else:
             return "application/json"
