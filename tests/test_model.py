@@ -96,6 +96,7 @@ def test_kind_from_media_type() -> None:
     assert Kind.from_media_type("video/mp4") is Kind.VIDEO
     assert Kind.from_media_type("text/plain") is Kind.TEXT
     assert Kind.from_media_type("application/json") is Kind.TEXT
+    assert Kind.from_media_type("application/jsonl") is Kind.TEXT  # JSON Lines: what agents log
     assert Kind.from_media_type("application/x-safetensors") is Kind.MODEL
     assert Kind.from_media_type("application/octet-stream") is Kind.FILE
     assert Kind.from_media_type(None) is Kind.FILE

@@ -49,7 +49,7 @@ class Kind(enum.StrEnum):
         major, _, minor = media_type.partition("/")
         if major in ("image", "video", "audio", "font"):
             return cls(major)
-        if major == "text" or minor in ("json", "x-yaml", "yaml", "toml", "xml"):
+        if major == "text" or minor in ("json", "jsonl", "x-ndjson", "x-yaml", "yaml", "toml", "xml"):
             return cls.TEXT
         if minor in ("x-safetensors", "x-gguf", "x-onnx", "x-pytorch"):
             return cls.MODEL
