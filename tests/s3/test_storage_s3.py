@@ -19,7 +19,7 @@ from assetry._testing.storage import BlobStoreContract
 from assetry.backends import StorageSpec
 from assetry.content import Content
 from assetry.digests import CHUNK_SIZE, digest_bytes
-from assetry.errors import BlobNotFound, ContentMismatch, ValidationError
+from assetry.errors import BlobNotFound, ConfigError, ContentMismatch, ValidationError
 from assetry.model import StoredBlob
 from assetry_fsspec import storage
 from assetry_fsspec.storage import FsspecBlobStore, RemoteStorageError
@@ -369,6 +369,13 @@ def test_describe_and_repr_show_no_credentials(s3: S3) -> None:
     store = s3_store(s3, "blobs")
     assert store.describe() == f"s3://{s3.bucket}/blobs"
     assert SECRET not in repr(store)
+
+
+@pytest.mark.parametrize("key", ["config_kwargs", "client_kwargs", "s3_additional_kwargs"])
+@pytest.mark.parametrize("value", ["s3v4", 5, ["a"]])
+def test_s3_option_tables_that_are_not_tables_are_config_errors(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=f"storage.options.{key}: must be a table"):
+        FsspecBlobStore.from_spec(StorageSpec(url="s3://bucket/store", digest="blake3", options={key: value}))
 
 
 def test_s3_defaults_keep_explicit_options(s3: S3) -> None:

@@ -779,6 +779,13 @@ def _s3_defaults(options: Mapping[str, Any]) -> dict[str, Any]:
     result = dict(options)
     # Several processes share a store: a cached listing would hide blobs others wrote since.
     result.setdefault("use_listings_cache", False)
+    for key in ("config_kwargs", "client_kwargs", "s3_additional_kwargs"):
+        # Checked here: botocore would take a string apart character by character, or fail at the
+        # first upload with an error that names no option.
+        if not isinstance(result.get(key) or {}, Mapping):
+            raise ConfigError(
+                f"storage.options.{key}", f"must be a table, not a {type(result[key]).__name__}"
+            )
     config = dict(result.get("config_kwargs") or {})
     # SigV4 presigned URLs (botocore would sign with the legacy SigV2, which newer regions refuse).
     config.setdefault("signature_version", "s3v4")
