@@ -4,7 +4,9 @@ errors."""
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import threading
 import urllib.parse
 import urllib.request
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.server import ThreadedMotoServer
 
 from assetry._testing.storage import BlobStoreContract
 from assetry.backends import StorageSpec
@@ -354,6 +357,49 @@ def test_secret_values_are_redacted_from_messages(s3: S3) -> None:
     assert SECRET not in str(info.value)
     assert "***" in str(info.value)
     assert info.value.__context__ is None, "the original exception, with the secret, is not attached"
+
+
+def test_reads_that_fail_after_open_are_assetry_errors(s3: S3, store: FsspecBlobStore) -> None:
+    """Only opening a remote blob used to be guarded: a read after the object went away raised the
+    filesystem's FileNotFoundError, and a failed request botocore's own exception (a traceback in
+    `assetry cat`)."""
+    data = os.urandom(storage.READ_BLOCK + 1000)  # two ranged reads
+    digest = store.put(Content.from_bytes(data)).digest
+    with store.open(digest) as reader:
+        assert reader.read(10) == data[:10]
+        s3.client().delete_object(Bucket=s3.bucket, Key=_blob_key(store, digest))
+        reader.seek(storage.READ_BLOCK)
+        with pytest.raises(BlobNotFound, match=digest):
+            reader.read()
+    digest = store.put(Content.from_bytes(data)).digest
+    with store.open(digest) as reader:
+        assert reader.read() == data  # reads go through as before
+        reader.seek(5)
+        assert reader.read(5) == data[5:10]
+        assert reader.tell() == 10
+        assert shutil.copyfileobj(reader, io.BytesIO()) is None
+
+
+def test_a_server_that_goes_away_mid_read_is_a_remote_storage_error(s3: S3) -> None:
+    """A server of its own, stopped while a blob is read (the shared one serves the other tests)."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        own = S3(f"http://{host}:{port}", s3.bucket)
+        own.client().create_bucket(Bucket=own.bucket)
+        options = own.storage_options(config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 2})
+        store = FsspecBlobStore.from_spec(StorageSpec(url=own.url("blobs"), digest="blake3", options=options))
+        data = os.urandom(storage.READ_BLOCK + 1000)
+        reader = store.open(store.put(Content.from_bytes(data)).digest)
+        assert reader.read(10) == data[:10]
+    finally:
+        server.stop()
+    reader.seek(storage.READ_BLOCK)
+    with pytest.raises(RemoteStorageError, match="cannot read a blob") as info:
+        reader.read()
+    assert SECRET not in str(info.value)
+    reader.close()
 
 
 def test_missing_blob_is_blob_not_found(store: FsspecBlobStore) -> None:

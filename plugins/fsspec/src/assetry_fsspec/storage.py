@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import errno
 import functools
+import io
 import logging
 import os
 import re
@@ -575,7 +576,7 @@ class FsspecBlobStore(BlobStore):
             except FileNotFoundError:
                 raise BlobNotFound(digest) from None
 
-        return self._remote("open a blob", remote_open)
+        return _RemoteReader(self._remote("open a blob", remote_open), self, digest)  # type: ignore[return-value]
 
     def read_range(self, digest: str, start: int, length: int) -> bytes:
         """Up to ``length`` bytes from ``start``; on remote storage one ranged GET."""
@@ -772,6 +773,51 @@ class FsspecBlobStore(BlobStore):
 
     def __repr__(self) -> str:
         return f"<FsspecBlobStore {self.describe()} {self.algorithm}>"
+
+
+class _RemoteReader(io.RawIOBase):
+    """A remote blob's reader whose reads fail as the store's other requests do: `BlobNotFound` when the
+    object went away after it was opened, `RemoteStorageError` naming the store (credentials redacted)
+    when a request fails, not the filesystem library's own exceptions. The wrapped reader buffers."""
+
+    def __init__(self, file: Any, store: FsspecBlobStore, digest: str) -> None:
+        super().__init__()
+        self._file = file
+        self._store = store
+        self._digest = digest
+
+    def _request(self, call: Callable[[], T]) -> T:
+        def guarded() -> T:
+            try:
+                return call()
+            except FileNotFoundError:
+                raise BlobNotFound(self._digest) from None
+
+        return self._store._remote("read a blob", guarded)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._request(lambda: self._file.readinto(buffer))  # type: ignore[no-any-return]
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._request(lambda: self._file.read(-1 if size is None else size))  # type: ignore[no-any-return]
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._request(lambda: self._file.seek(offset, whence))  # type: ignore[no-any-return]
+
+    def tell(self) -> int:
+        return self._file.tell()  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        try:
+            self._file.close()
+        finally:
+            super().close()
 
 
 def _s3_defaults(options: Mapping[str, Any]) -> dict[str, Any]:
