@@ -188,13 +188,14 @@ class CatalogWriteError(AssetryError):
 
 
 class CatalogError(BackendError):
-    """LanceDB failed with a message that carried credentials; this is that message, redacted."""
+    """LanceDB failed (storage unreachable, a request refused, a disk error): the catalog and the gist of
+    LanceDB's message, credentials redacted."""
 
 
 def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a catalog method so that an exception whose message (or any exception it chains) carries a
-    configured secret is replaced by a redacted `CatalogError`, raised without the original attached.
-    Other exceptions pass unchanged."""
+    """Wrap a catalog method so that LanceDB's own failures, and any exception whose message (or any
+    exception it chains) carries a configured secret, become a redacted `CatalogError`, raised without the
+    original attached. Other exceptions (assetry's, and programming errors) pass unchanged."""
     if inspect.isgeneratorfunction(method):
 
         @functools.wraps(method)
@@ -322,11 +323,15 @@ class LanceCatalog(Catalog):
             chain.append(current)
             current = current.__cause__ or current.__context__
         texts = [f"{e} {e!r}" for e in chain]
-        if not any(redact_text(text, self._secrets) != text for text in texts):
-            return None
-        return CatalogError(
-            f"{self._description}: {redact_text(f'{type(exc).__name__}: {exc}', self._secrets)}"
-        )
+        if any(redact_text(text, self._secrets) != text for text in texts):
+            return CatalogError(
+                f"{self._description}: {redact_text(f'{type(exc).__name__}: {exc}', self._secrets)}"
+            )
+        if isinstance(exc, (RuntimeError, OSError, ValueError)) and not isinstance(exc, AssetryError):
+            # What LanceDB raises when storage fails (RuntimeError "lance error: ...", ValueError
+            # "Failed to connect ...", OSError): one line naming the catalog, not a Rust debug dump.
+            return CatalogError(f"{self._description}: {redact_text(_brief(str(exc)), self._secrets)}")
+        return None
 
     # -- opening --------------------------------------------------------------------------------------
 
