@@ -143,6 +143,25 @@ def test_search_by_text(project: Path) -> None:
     assert "lighthouse" in ok("search", "storm").output
 
 
+def test_metadata_cannot_drive_the_terminal(project: Path) -> None:
+    """A prompt written by another user of a shared store could set the window title or hide text
+    behind a carriage return; `show`, `ls` and `search` print control characters escaped."""
+    (project / "x.bin").write_bytes(b"x")
+    prompt = "cat\x1b]0;PWNED\x07\rdog\nline two\ttabbed"
+    asset_id = json.loads(ok("add", "x.bin", "--prompt", prompt, "--tag", "t\x1b[2J", "--json").output)[
+        "assets"
+    ][0]["id"]
+    for output in (ok("show", asset_id).output, ok("ls").output, ok("search", "cat").output):
+        assert "\x1b" not in output
+        assert "\r" not in output
+        assert "cat\\x1b]0;PWNED\\x07" in output
+    shown = ok("show", asset_id).output
+    assert "cat\\x1b]0;PWNED\\x07\\x0ddog" in shown
+    assert "t\\x1b[2J" in shown
+    assert "dog\nline two\ttabbed" in shown  # newlines and tabs in a prompt are text
+    assert json.loads(ok("show", asset_id, "--json").output)["provenance"]["prompt"] == prompt  # data as is
+
+
 def test_rm_gc_stats_export(project: Path) -> None:
     for i in range(4):
         (project / f"f{i}.bin").write_bytes(bytes([i]) * 1000)

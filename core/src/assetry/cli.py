@@ -87,10 +87,20 @@ def ago(when: datetime | None) -> str:
     return "just now"
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) not in "\t\n"}
+
+
+def printable(text: str) -> str:
+    """Metadata as the terminal should show it: control characters (escape sequences that set a
+    window title or rewrite the screen, a carriage return that hides what precedes it) written as
+    ``\\x1b``. Prompts and tags come from whoever wrote to the store, which may be another user."""
+    return text.translate(_CONTROL)
+
+
 def short(text: str | None, width: int) -> str:
     if not text:
         return ""
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -488,7 +498,7 @@ def show(state: Context, /, asset_id: str, embedding: bool, as_json: bool) -> No
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         if value not in (None, ""):
-            click.echo(f"{key.rjust(width)}  {value}")
+            click.echo(f"{key.rjust(width)}  {printable(str(value))}")
 
 
 @cli.command()
