@@ -74,6 +74,14 @@ def test_missing_bucket_is_a_config_error_without_credentials(s3: S3) -> None:
     assert info.value.__context__ is None
 
 
+def test_an_option_object_store_cannot_parse_is_blamed_on_the_options(s3: S3) -> None:
+    with pytest.raises(ConfigError) as info:
+        s3_catalog(s3, "catalog", allow_http="maybe")
+    assert info.value.field == "catalog.options.storage_options"
+    assert 'failed to parse "maybe" as boolean' in info.value.reason
+    assert ".rs:" not in info.value.reason  # no path into LanceDB's Rust sources
+
+
 def test_credentials_in_the_endpoint_are_redacted_from_errors(s3: S3) -> None:
     # Port 9 (discard): nothing listens, so the connection is refused at once.
     endpoint = f"http://{KEY}:{SECRET}@127.0.0.1:9"

@@ -269,8 +269,10 @@ class LanceCatalog(Catalog):
         except Exception as exc:
             failure = _brief(redact_text(f"{exc}", self._secrets)) or type(exc).__name__
         if failure is not None:
+            # A value object_store could not parse is an option's fault, not the URL's.
+            field = "catalog.options.storage_options" if "Config error" in failure else "catalog.url"
             # Raised outside the handler: the original error (which may echo options) is not attached.
-            raise ConfigError("catalog.url", f"cannot open the catalog {self._description}: {failure}")
+            raise ConfigError(field, f"cannot open the catalog {self._description}: {failure}")
 
     def _open(self, uri: str) -> None:
         session = lancedb.Session()
@@ -1269,6 +1271,7 @@ def _brief(text: str, limit: int = 300) -> str:
     if os_error:
         return f"{os_error.group(2)} ({os_error.group(1)})"
     first = text.strip().splitlines()[0] if text.strip() else ""
+    first = re.sub(r",? /\S+\.rs:\d+:\d+", "", first)  # where in LanceDB's Rust source, no use to a user
     return first if len(first) <= limit else first[: limit - 1] + "…"
 
 
