@@ -795,6 +795,12 @@ class _RemoteReader(io.RawIOBase):
 
         return self._store._remote("read a blob", guarded)
 
+    def __getattr__(self, name: str) -> Any:
+        # What the wrapped reader offers beyond a raw stream (s3fs: ``blocksize``, ``details``).
+        if name == "_file":
+            raise AttributeError(name)
+        return getattr(self._file, name)
+
     def readable(self) -> bool:
         return True
 
