@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from assetry.digests import digest_bytes
 from assetry.errors import (
     AmbiguousId,
     AssetNotFound,
+    BackendError,
     BlobNotFound,
     ConfigError,
     ContentMismatch,
@@ -476,6 +478,22 @@ def test_export_file_system_errors_name_the_file(store: Store, tmp_path: Path) -
     with pytest.raises(ValidationError, match="directory: .*not a URL"):
         store.export([longest.id], "s3://bucket/out")
     assert not Path("s3:").exists()
+    as_url = store.export([longest.id], f"file://{tmp_path}/by-url")
+    assert as_url[longest.id] == (tmp_path / "by-url" / longest.label).resolve()
+    assert not Path("file:").exists()
+
+
+def test_export_blames_the_store_not_the_target_when_content_cannot_be_read(
+    store: Store, tmp_path: Path
+) -> None:
+    asset = store.add(b"picture", label="picture.png")
+    assert asset.digest is not None
+    blob = Path(store.blobs.local_path(asset.digest) or "")
+    blob.unlink()
+    blob.mkdir()  # what a disk error would do, for real: reading it fails with an OSError
+    with pytest.raises(BackendError, match=f"asset {asset.id} \\(picture.png\\): cannot read its content"):
+        store.export([asset.id], tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 # -- find and search ------------------------------------------------------------------------------------
@@ -903,6 +921,73 @@ def test_gc_keeps_an_asset_pinned_after_it_read_the_catalog(store: Store, store_
     assert store.read(shared[1].id) == b"s" * 100
 
 
+def test_gc_takes_the_next_candidate_when_a_victim_was_pinned_meanwhile(
+    store: Store, store_root: Path
+) -> None:
+    """A victim pinned during GC stays, and GC goes on to the next least recently used asset rather
+    than stopping above the quota with unpinned assets left."""
+    assets = [store.add(bytes([i]) * 1000, label=f"a{i}") for i in range(4)]
+    other = assetry.open(root=store_root, vectors={"dimension": DIMENSION})
+
+    class PinsTheOldest:
+        @hookimpl
+        def assetry_evict(self) -> None:
+            if not other.get(assets[0].id).pinned:
+                other.pin(assets[0].id)
+
+    store.plugins.register(PinsTheOldest())
+    try:
+        report = store.gc(3000)
+    finally:
+        other.close()
+    assert [e.asset_id for e in report.evicted] == [assets[1].id]
+    assert report.spared == [assets[0].id]
+    assert not report.over_quota
+    assert report.after == 3000 == store.catalog.storage_usage().stored_bytes
+
+
+def test_gc_reports_what_it_freed_when_an_ingest_reuses_a_victims_blob(
+    store: Store, store_root: Path
+) -> None:
+    """An ingest that adds a victim's content while GC runs keeps the blob: GC freed nothing there, and
+    goes on to the next asset."""
+    first, second = store.add(b"x" * 1000, label="first"), store.add(b"y" * 1000, label="second")
+    other = assetry.open(root=store_root, vectors={"dimension": DIMENSION})
+
+    class AddsTheSameContent:
+        @hookimpl
+        def assetry_evict(self, assets: list[assetry.Asset]) -> None:
+            if other.catalog.count(other.filter(label="again")) == 0:
+                other.add(b"x" * 1000, label="again")
+
+    store.plugins.register(AddsTheSameContent())
+    try:
+        report = store.gc(1000)
+    finally:
+        other.close()
+    assert [(e.asset_id, e.freed) for e in report.evicted] == [(first.id, 0), (second.id, 1000)]
+    assert report.after == 1000 == store.catalog.storage_usage().stored_bytes
+    assert store.read(store.find(label="again").items[0].id) == b"x" * 1000
+
+
+def test_an_update_waits_for_a_removal_in_progress(store: Store, store_root: Path) -> None:
+    """GC reads the pins again under the exclusive store lock: an update must hold the shared one, or a
+    pin could land between that read and the removal."""
+    asset = store.add(b"x", label="x")
+    other = assetry.open(root=store_root, vectors={"dimension": DIMENSION})
+    try:
+        with store.blobs.lock(exclusive=True):  # as `_remove` holds it
+            pinner = threading.Thread(target=other.pin, args=(asset.id,), daemon=True)
+            pinner.start()
+            pinner.join(timeout=0.5)
+            assert pinner.is_alive()
+            assert not store.get(asset.id).pinned
+        pinner.join(timeout=30)
+        assert store.get(asset.id).pinned
+    finally:
+        other.close()
+
+
 def test_updates_from_two_processes_do_not_undo_each_other(store: Store, store_root: Path) -> None:
     """An update reads the record and writes it back whole; a pin made in between by another process
     was written over, and the next GC evicted the asset. The read and the write are now one step."""
@@ -945,6 +1030,9 @@ def test_adding_stored_content_with_a_pin_pins_the_asset(store: Store) -> None:
     assert report.added == 1
     assert all(a.pinned for a in report.assets)
     assert store.get(report.assets[0].id).pinned
+    explicit = store.add(b"explicit", label="e", id="my-id")
+    assert store.add(b"explicit", label="e", id="my-id", pinned=True).pinned
+    assert store.get(explicit.id).pinned
     assert store.gc(0).evicted == []
 
 
@@ -977,6 +1065,18 @@ def test_vetoes_must_be_lists_of_ids(store: Store) -> None:
         @hookimpl
         def assetry_evict(self, assets: list[assetry.Asset]) -> list[str]:
             return ["another-id"]
+
+    class VetoesWithAGenerator:  # any iterable of ids will do; a generator can be read only once
+        @hookimpl
+        def assetry_evict(self, assets: list[assetry.Asset]) -> Iterator[str]:
+            return (a.id for a in assets if a.label == "keep")
+
+    generator = VetoesWithAGenerator()
+    store.plugins.register(generator)
+    assert store.delete(keep.id).spared == [keep.id]
+    assert store.gc(0).spared == [keep.id]
+    assert store.get(keep.id)
+    store.plugins.unregister(generator)
 
     store.plugins.register(ProtectsAnother())
     report = store.delete(keep.id)

@@ -11,12 +11,12 @@ yet, docs/architecture.md) but never a row whose content is missing.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
 import queue
 import secrets
-import shutil
 import threading
 import time
 import typing
@@ -35,6 +35,7 @@ from assetry.content import Content, Source
 from assetry.errors import (
     AmbiguousId,
     AssetNotFound,
+    BackendError,
     BlobNotFound,
     ConfigError,
     PluginError,
@@ -527,7 +528,9 @@ class Store:
                 stored = self._put_blobs(contents, progress, enrich_new_content, done, known, served)
                 assets: list[Asset] = []
                 new: list[Asset] = []
-                repinned: dict[str, Asset] = {}
+                # Assets asked to be pinned by an item that found them already there: dropping the pin
+                # would leave them to GC.
+                to_pin: set[str] = set()
                 if on_duplicate == "skip":
                     # From the duplicate lookup to the commit, one ingest at a time: two processes adding
                     # the same files would otherwise each miss the other's records, and both add them.
@@ -543,14 +546,14 @@ class Store:
                             raise ValidationError(
                                 "id", f"{draft.id!r} already exists with other content or label"
                             )
+                        if draft.pinned and not held.pinned:
+                            to_pin.add(held.id)
                         assets.append(held)
                         continue
                     if key in existing:
                         held = existing[key]
                         if draft.pinned and not held.pinned:
-                            # Asked to pin content already stored: dropping the pin would leave it to GC.
-                            held = existing[key] = attrs.evolve(held, pinned=True)
-                            repinned[held.id] = held
+                            to_pin.add(held.id)
                         assets.append(held)
                         continue
                     full = enriched[index] if index in enriched else self._enrich(draft, content)
@@ -563,13 +566,18 @@ class Store:
                         existing[key] = asset  # the same file twice in one batch is one asset too
                     assets.append(asset)
                     new.append(asset)
-                if repinned:  # one of them may be new in this batch, and named again with the pin
-                    assets = [repinned.get(a.id, a) for a in assets]
-                    new = [repinned.pop(a.id, a) for a in new]
+                if to_pin:  # one of them may be new in this batch, and named again with the pin
+                    new = [attrs.evolve(a, pinned=True) if a.id in to_pin else a for a in new]
+                    assets = [attrs.evolve(a, pinned=True) if a.id in to_pin else a for a in assets]
+                    to_pin -= {a.id for a in new}
                 if new:
                     self.catalog.insert(new)
-                if repinned:
-                    self.catalog.update(list(repinned.values()))
+                if to_pin:
+                    if on_duplicate != "skip":
+                        locks.enter_context(self._commit_lock())
+                    # Read again under the commit lock, so that an update made elsewhere is not undone.
+                    current = self.catalog.get_many(to_pin).values()
+                    self.catalog.update([attrs.evolve(a, pinned=True) for a in current if not a.pinned])
         except BaseException:
             # A failed put, an enrichment plugin's invalid value or a failed commit: nothing of this
             # batch stays. Outside the shared lock: the discard is a deletion, which waits for other
@@ -813,9 +821,10 @@ class Store:
         keyed = dict(assets) if isinstance(assets, Mapping) else {a: a for a in assets}
         for key in keyed:
             check_label(key, "key")
-        if is_url(os.fspath(directory)):
+        location = os.fspath(directory)
+        if is_url(location):
             raise ValidationError("directory", "export writes local files; give a local directory, not a URL")
-        target = Path(directory)
+        target = Path(location.removeprefix("file://"))
         if target.exists() and not target.is_dir():
             raise SourceError(target.name, "export target exists and is not a directory")
         full = self.get_many(keyed.values())  # one read for the full ids; prefixes are resolved apart
@@ -837,8 +846,9 @@ class Store:
             for key, record in records.items():
                 path = plan[key]
                 existed = path.exists()
-                with self.open(record, action="export", actor=actor) as src, _atomic_write(path) as dst:
-                    shutil.copyfileobj(src, dst, 1024 * 1024)
+                with _atomic_write(path) as dst:
+                    for chunk in self._content_chunks(record, actor):
+                        dst.write(chunk)
                 if not existed:
                     created.append(path)
                 result[key] = path.resolve()
@@ -849,10 +859,23 @@ class Store:
         except BaseException as exc:
             for done in created:
                 done.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
+            if isinstance(exc, OSError):  # writing the export (reading the store fails as BackendError)
                 raise SourceError(path.name, exc.strerror or str(exc)) from None
             raise
         return result
+
+    def _content_chunks(self, record: Asset, actor: str | None) -> Iterator[bytes]:
+        """An asset's content for export, 1 MiB at a time. A failure to read it names the asset (the
+        export's own write errors name the file written)."""
+        try:
+            with self.open(record, action="export", actor=actor) as reader:
+                while chunk := reader.read(1024 * 1024):
+                    yield chunk
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise BackendError(
+                f"asset {record.id} ({record.label}): cannot read its content: {reason}"
+            ) from None
 
     # -- search ---------------------------------------------------------------------------------------
 
@@ -1035,13 +1058,15 @@ class Store:
         spared: set[str] = set()
         hook = self.plugins.hook.assetry_evict
         for result in hook(assets=list(records), reason=reason, dry_run=dry_run):
-            # A lone id is iterable too, as single characters: the veto would be lost and the asset gone.
-            if isinstance(result, str) or not all(isinstance(i, str) for i in _iterable(result)):
+            # Taken once (a generator can be read only once); a lone id is iterable too, as single
+            # characters: the veto would be lost and the asset gone.
+            ids = None if isinstance(result, str) else list(_iterable(result))
+            if ids is None or not all(isinstance(i, str) for i in ids):
                 raise PluginError(
                     f"assetry_evict must return a list of asset ids or None, and one returned {result!r:.80} "
                     f"(implemented by {implementers(hook)})"
                 )
-            spared.update(result)
+            spared.update(ids)
         return spared
 
     def _remove(
@@ -1054,12 +1079,12 @@ class Store:
             return set(), {}
         deleted: dict[str, int] = {}
         # Exclusive: an ingest that found one of these blobs stored commits its record first, and the
-        # recount below sees it; and no update (which holds the shared lock) is half done, so the pins
-        # read here are the last word until the rows are gone.
-        with self.blobs.lock(exclusive=True):
+        # recount below sees it. No update is half done either (updates hold the shared store lock and
+        # the commit lock; the latter also where the store lock is a no-op, blobs on S3 beside a local
+        # catalog), so the pins read here are the last word until the rows are gone.
+        with self.blobs.lock(exclusive=True), self._commit_lock():
             if unless_pinned:
-                pinned = set(self.catalog.ordered_ids(Filter(pinned=True), order="id"))
-                victims = [v for v in victims if v[0] not in pinned]
+                victims = [v for v in victims if v[0] not in self._pinned([v[0] for v in victims])]
             if not victims:
                 return set(), {}
             self.catalog.delete([asset_id for asset_id, _, _ in victims])
@@ -1070,6 +1095,19 @@ class Store:
                     self.blobs.delete(digest)
                     deleted[digest] = size
         return {asset_id for asset_id, _, _ in victims}, deleted
+
+    def _pinned(self, ids: Sequence[str]) -> set[str]:
+        """Which of these assets are pinned: a query per 1,000 ids for a few victims, else one scan of
+        every pinned id (whose cost follows the pinned assets, not the victims)."""
+        if len(ids) <= 4000:
+            return {
+                pinned
+                for start in range(0, len(ids), 1000)
+                for pinned in self.catalog.ordered_ids(
+                    Filter(ids=tuple(ids[start : start + 1000]), pinned=True), order="id"
+                )
+            }
+        return set(self.catalog.ordered_ids(Filter(pinned=True), order="id")) & set(ids)
 
     # -- eviction -------------------------------------------------------------------------------------
 
@@ -1086,47 +1124,58 @@ class Store:
                 raise ValidationError("quota", "give a quota (or set [gc] quota in assetry.toml)")
         limit = parse_size(quota, field="quota")
         self.flush()  # LRU order must include the accesses still in the buffer
-        usage, rows = self.catalog.lru_scan()
-        before = usage.stored_bytes
-        victims: list[Eviction] = []
-        doomed: list[LruRow] = []
+        usage, scanned = self.catalog.lru_scan()
+        rows = _Pushback(scanned)
+        before = remaining = usage.stored_bytes
+        evicted: list[Eviction] = []
         spared: list[str] = []
-        remaining = before
         refs: dict[str, int] = {}
         # Whole records are read only for plugins that may veto; the LRU rows carry all GC itself needs
         # (reading 31 columns per victim made GC grow faster than linearly, docs/benchmarks.md).
         vetoing = bool(self.plugins.hook.assetry_evict.get_hookimpls())
         while remaining > limit:
-            chunk = [row for _, row in zip(range(1024), rows, strict=False)]
-            if not chunk:
-                break
-            vetoed: set[str] = set()
-            if vetoing:
-                records = self.catalog.get_many([r.asset_id for r in chunk])
-                chunk = [r for r in chunk if r.asset_id in records]  # others went since the scan
-                vetoed = self._vetoes([records[r.asset_id] for r in chunk], "quota", dry_run=dry_run)
-            for row in chunk:
-                if remaining <= limit:
+            victims: list[Eviction] = []
+            doomed: list[LruRow] = []
+            while remaining > limit:
+                chunk = rows.take(1024)
+                if not chunk:
                     break
-                if row.asset_id in vetoed:
-                    spared.append(row.asset_id)
-                    continue
-                freed = 0
-                if row.digest:
-                    refs[row.digest] = refs.get(row.digest, row.references) - 1
-                    if refs[row.digest] == 0:
-                        freed = row.size
-                remaining -= freed
-                doomed.append(row)
-                victims.append(Eviction(row.asset_id, row.label, row.size, row.last_used, freed))
-        if not dry_run:
+                vetoed: set[str] = set()
+                if vetoing:
+                    records = self.catalog.get_many([r.asset_id for r in chunk])
+                    chunk = [r for r in chunk if r.asset_id in records]  # others went since the scan
+                    vetoed = self._vetoes([records[r.asset_id] for r in chunk], "quota", dry_run=dry_run)
+                for index, row in enumerate(chunk):
+                    if remaining <= limit:
+                        rows.push_back(chunk[index:])  # candidates again if a victim turns out pinned
+                        break
+                    if row.asset_id in vetoed:
+                        spared.append(row.asset_id)
+                        continue
+                    freed = 0
+                    if row.digest:
+                        refs[row.digest] = refs.get(row.digest, row.references) - 1
+                        if refs[row.digest] == 0:
+                            freed = row.size
+                    remaining -= freed
+                    doomed.append(row)
+                    victims.append(Eviction(row.asset_id, row.label, row.size, row.last_used, freed))
+            if dry_run or not doomed:
+                evicted += victims
+                break
             removed, deleted = self._remove(
                 [(r.asset_id, r.digest, r.size) for r in doomed], unless_pinned=True
             )
-            if len(removed) < len(doomed):  # pinned since the scan: they stay, and free nothing
-                spared += [r.asset_id for r in doomed if r.asset_id not in removed]
-                victims = _settle_evictions([v for v in victims if v.asset_id in removed], doomed, deleted)
-                remaining = before - sum(v.freed for v in victims)
+            for row in doomed:
+                if row.asset_id not in removed:  # pinned since the scan: it stays, and the next go instead
+                    spared.append(row.asset_id)
+                    if row.digest:
+                        refs[row.digest] += 1
+            # What was freed, from the blobs actually deleted: one of them may have been kept for a pinned
+            # asset, or for an asset that an ingest meanwhile added with the same content.
+            evicted += _settle_evictions([v for v in victims if v.asset_id in removed], doomed, deleted)
+            remaining = before - sum(e.freed for e in evicted)
+        victims = evicted
         for victim in victims if log.isEnabledFor(logging.INFO) else ():
             log.info(
                 "%s asset %s (%s, %d bytes, last used %s) to meet quota %d",
@@ -1333,11 +1382,27 @@ def _check_order(order: str) -> None:
         raise ValidationError("order", f"{order!r} is not one of {', '.join(ORDERS)}")
 
 
+class _Pushback:
+    """An iterator of LRU rows that takes back the rows a pass did not use."""
+
+    def __init__(self, rows: Iterable[LruRow]) -> None:
+        self._rows = iter(rows)
+        self._back: list[LruRow] = []
+
+    def take(self, count: int) -> list[LruRow]:
+        taken, self._back = self._back[:count], self._back[count:]
+        taken += itertools.islice(self._rows, count - len(taken))
+        return taken
+
+    def push_back(self, rows: Sequence[LruRow]) -> None:
+        self._back[:0] = rows
+
+
 def _settle_evictions(
     evicted: list[Eviction], rows: Sequence[LruRow], deleted: Mapping[str, int]
 ) -> list[Eviction]:
-    """What each eviction freed once some planned ones did not happen: a deleted blob's bytes go to
-    the last of its assets evicted, as when every planned eviction happens."""
+    """What each eviction freed, from the blobs actually deleted: a deleted blob's bytes go to the last
+    of its assets evicted, as the plan counts them."""
     digest_of = {r.asset_id: r.digest or "" for r in rows}
     last = {digest_of[e.asset_id]: e.asset_id for e in evicted if digest_of[e.asset_id] in deleted}
     return [
