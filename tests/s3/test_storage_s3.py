@@ -380,6 +380,22 @@ def test_reads_that_fail_after_open_are_assetry_errors(s3: S3, store: FsspecBlob
         assert shutil.copyfileobj(reader, io.BytesIO()) is None
 
 
+def test_remote_readers_read_lines(store: FsspecBlobStore) -> None:
+    """Lines come from the wrapped reader's buffer (io's default readline reads a byte per call, through
+    a guarded request each: JSONL over S3 took 6x as long)."""
+    lines = [f'{{"n": {i}}}\n'.encode() for i in range(3000)] + [b"no newline at the end"]
+    data = b"".join(lines)
+    digest = store.put(Content.from_bytes(data)).digest
+    with store.open(digest) as reader:
+        assert list(reader) == lines
+    with store.open(digest) as reader:
+        assert reader.readline() == lines[0]
+        assert reader.readline(3) == lines[1][:3]
+        assert reader.readline() == lines[1][3:]
+        assert reader.readlines() == lines[2:]
+        assert reader.readline() == b""
+
+
 def test_a_server_that_goes_away_mid_read_is_a_remote_storage_error(s3: S3) -> None:
     """A server of its own, stopped while a blob is read (the shared one serves the other tests)."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)

@@ -813,6 +813,18 @@ class _RemoteReader(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         return self._request(lambda: self._file.read(-1 if size is None else size))  # type: ignore[no-any-return]
 
+    def readline(self, size: int | None = -1) -> bytes:
+        # The wrapped reader's own (buffered) line search: io's default reads a byte per call.
+        if size is not None and size >= 0:
+            return super().readline(size)
+        return self._request(self._file.readline)  # type: ignore[no-any-return]
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         return self._request(lambda: self._file.seek(offset, whence))  # type: ignore[no-any-return]
 
