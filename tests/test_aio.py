@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import assetry.aio
-from assetry.errors import AssetNotFound, ValidationError
+from assetry.errors import AssetNotFound, StoreClosed, ValidationError
 
 
 def test_async_store_round_trip(tmp_path: Path) -> None:
@@ -54,3 +54,45 @@ def test_calls_do_not_block_the_loop(tmp_path: Path) -> None:
         return ticks
 
     assert asyncio.run(main()) > 10
+
+
+def test_a_cancelled_write_finishes_before_the_next_starts_and_close_waits(tmp_path: Path) -> None:
+    """A worker thread cannot be stopped: a write cancelled by a timeout used to release the write lock
+    at once (two ingests then ran together) and `close` did not wait for reads in flight (a read could
+    then hang on a closed event loop)."""
+    running = 0
+    most = 0
+
+    def counted(original):  # type: ignore[no-untyped-def]
+        def add_many(*args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                running -= 1
+
+        return add_many
+
+    async def main() -> None:
+        store = await assetry.aio.open(root=tmp_path / "s", vectors={"dimension": 2})
+        store.sync.add_many = counted(store.sync.add_many)  # type: ignore[method-assign]
+        big = tmp_path / "big"
+        big.mkdir()
+        for i in range(300):
+            (big / f"{i}.bin").write_bytes(bytes([i % 256]) * 50_000 + i.to_bytes(4, "big"))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(store.add_many([big]), 0.01)
+        assert running == 0  # the timed-out ingest finished before wait_for raised
+        assert (await store.find()).total == 300  # and it did happen, as documented
+        await store.add(b"next", label="next")
+        assert most == 1
+        reads = [asyncio.ensure_future(store.find(limit=5)) for _ in range(20)]
+        await asyncio.sleep(0)
+        await store.close()
+        assert all(r.done() and r.exception() is None for r in reads)  # close waited for them
+        with pytest.raises(StoreClosed):
+            await store.get("anything")
+
+    asyncio.run(main())

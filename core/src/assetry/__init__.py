@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         NotSupported,
         PluginError,
         SourceError,
+        StoreClosed,
         ValidationError,
     )
     from assetry.model import Asset, AssetDraft, Filter, Hit, Kind, Links, Page, Provenance, Status
@@ -44,6 +45,7 @@ _HOMES = {
             "NotSupported",
             "PluginError",
             "SourceError",
+            "StoreClosed",
             "ValidationError",
         ],
         "assetry.errors",
@@ -76,6 +78,7 @@ __all__ = [
     "SourceError",
     "Status",
     "Store",
+    "StoreClosed",
     "ValidationError",
     "hookimpl",
     "open",

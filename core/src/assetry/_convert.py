@@ -7,6 +7,7 @@ become `ValidationError` (or `ConfigError`) naming the dotted path of the offend
 from __future__ import annotations
 
 import enum
+import numbers
 import types
 import typing
 from collections.abc import Mapping
@@ -29,7 +30,8 @@ def _strict_int(value: Any, _: type) -> int:
 
 
 def _strict_float(value: Any, _: type) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    # numbers.Real, not just int and float: numpy's float32, what embedding models return, is one.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"expected a number, got {type(value).__name__} {value!r}")
     return float(value)
 

@@ -2,6 +2,9 @@
 
 Every call runs the synchronous `Store` method in a worker thread (`asyncio.to_thread`), so disk, network
 and LanceDB work never blocks the loop. Calls that write are serialised by a lock; reads run concurrently.
+A thread cannot be stopped: a call cancelled (or timed out) while its thread runs waits for the thread
+before it raises `CancelledError`, so a cancelled write may have happened, and the next write still starts
+after it. `close` waits for the calls in flight; later calls raise `StoreClosed`.
 
     async with await assetry.aio.open(root="./assets") as store:
         asset = await store.add("out.png", prompt="a fox")
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from assetry.content import Source
+from assetry.errors import StoreClosed
 from assetry.model import Asset, GcReport, Hit, Page, StoreStats
 from assetry.store import DeleteReport, IngestReport, Store
 from assetry.store import open as open_store
@@ -37,9 +41,21 @@ class AsyncStore:
     def __init__(self, store: Store) -> None:
         self.sync = store
         self._writes = asyncio.Lock()
+        self._running: set[asyncio.Future[Any]] = set()
+        self._closing = False
 
     async def _run(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
-        return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+        if self._closing:
+            raise StoreClosed("the store is closed; open it again (assetry.aio.open) to use it")
+        call = asyncio.ensure_future(asyncio.to_thread(functools.partial(fn, *args, **kwargs)))
+        self._running.add(call)
+        call.add_done_callback(self._running.discard)
+        try:
+            return await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # The thread runs on: wait for it (a write keeps the write lock meanwhile), then give up.
+            await asyncio.wait([call])
+            raise
 
     async def _write(self, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
         async with self._writes:
@@ -52,7 +68,14 @@ class AsyncStore:
         await self.close()
 
     async def close(self) -> None:
-        await self._write(self.sync.close)
+        """Wait for the calls in flight, then close the store."""
+        async with self._writes:
+            if self._closing:
+                return
+            self._closing = True
+            if self._running:
+                await asyncio.wait(list(self._running))
+            await asyncio.to_thread(self.sync.close)
 
     async def add(self, source: Source, /, **fields: Any) -> Asset:
         return await self._write(self.sync.add, source, **fields)

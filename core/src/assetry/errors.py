@@ -87,5 +87,9 @@ class BackendError(AssetryError):
     because its text may carry them."""
 
 
+class StoreClosed(AssetryError):
+    """The store was closed; open it again to use it."""
+
+
 class NotSupported(AssetryError):
     """The configured backend cannot do this (for example sign a download URL)."""

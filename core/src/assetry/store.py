@@ -40,6 +40,7 @@ from assetry.errors import (
     ConfigError,
     PluginError,
     SourceError,
+    StoreClosed,
     ValidationError,
 )
 from assetry.locks import flock
@@ -165,6 +166,9 @@ class UsageRecorder:
         self._events: list[UsageEvent] = []
         self._oldest = 0.0
         self._lock = threading.Lock()
+        # Folds one at a time: each reads the counters, adds and writes them back, so two threads of one
+        # process folding the same ids at once would each write over the other's counts.
+        self._folding = threading.Lock()
 
     def assetry_access(self, asset: Asset, action: str, actor: str | None) -> None:
         with self._lock:
@@ -183,11 +187,12 @@ class UsageRecorder:
         return len(self._events)
 
     def flush(self) -> None:
-        with self._lock:
-            events, self._events = self._events, []
-        if events:
-            self._catalog.record_usage(events)
-            log.debug("folded %d usage events", len(events))
+        with self._folding:
+            with self._lock:
+                events, self._events = self._events, []
+            if events:
+                self._catalog.record_usage(events)
+                log.debug("folded %d usage events", len(events))
 
 
 def _hookimpl_methods(obj: object, names: Iterable[str]) -> object:
@@ -273,6 +278,10 @@ class Store:
         if not self._closed:
             self._closed = True
             self._finalizer()
+            # Every later call fails clearly: reads used to fail inside LanceDB ("Event loop is closed")
+            # while writes still committed through the closed store.
+            self.catalog = typing.cast(Catalog, _Closed())
+            self.blobs = typing.cast(BlobStore, _Closed())
 
     def flush(self) -> None:
         """Write buffered usage now."""
@@ -448,6 +457,16 @@ class Store:
                 f"has {len(draft.embedding)} dimensions; the store is configured for "
                 f"{self.config.vectors.dimension} ([vectors] dimension)",
             )
+        if draft.embedding is not None:
+            self._check_direction(draft.embedding, "embedding")
+
+    def _check_direction(self, values: Sequence[float], field: str) -> None:
+        """A zero vector has no direction: by cosine it is no distance from anything, and an asset holding
+        one would never be found (nor would a query for one find anything)."""
+        if self.config.vectors.metric == "cosine" and not any(values):
+            raise ValidationError(
+                field, "is all zeros, which cosine similarity cannot compare ([vectors] metric)"
+            )
 
     def _enrich(self, draft: AssetDraft, content: Content) -> AssetDraft:
         """Merge what `assetry_ingest` plugins return into the draft: the caller's values win, tags are
@@ -542,6 +561,10 @@ class Store:
                     key = (blob.digest, self._label(draft, content, None), draft.project, draft.tenant)
                     if draft.id is not None and draft.id in taken:
                         held = taken[draft.id]
+                        if held.tenant != draft.tenant:
+                            raise ValidationError(
+                                "id", f"{draft.id!r} is taken (ids are unique in the store, across tenants)"
+                            )
                         if (held.digest, _duplicate_label(held), held.project, held.tenant) != key:
                             raise ValidationError(
                                 "id", f"{draft.id!r} already exists with other content or label"
@@ -745,6 +768,7 @@ class Store:
 
     def get(self, asset_id: str) -> Asset:
         """The record for an id in this store's tenant; raises `AssetNotFound`."""
+        _check_id(asset_id)
         found = self.catalog.get_many([asset_id], tenant=self.tenant)
         if asset_id not in found:
             raise AssetNotFound(asset_id)
@@ -761,6 +785,7 @@ class Store:
 
     def resolve(self, id_or_prefix: str) -> Asset:
         """Like `get`, but also accepts a unique id prefix (at least 4 characters), as git does."""
+        _check_id(id_or_prefix)
         with contextlib.suppress(AssetNotFound):
             return self.get(id_or_prefix)
         if len(id_or_prefix) >= 4:
@@ -775,6 +800,8 @@ class Store:
     def open(self, asset_id: str | Asset, *, action: str = "open", actor: str | None = None) -> BinaryIO:
         """A binary reader over the content; records the access."""
         asset = asset_id if isinstance(asset_id, Asset) else self.get(asset_id)
+        if asset.tenant != self.tenant:  # a record read through another tenant's store
+            raise AssetNotFound(asset.id)
         if asset.status is not Status.AVAILABLE or asset.digest is None:
             raise ValidationError("status", f"asset {asset.id} is {asset.status.value}; it has no content")
         try:
@@ -954,6 +981,8 @@ class Store:
     ) -> list[Hit]:
         """Full-text search over labels, prompts and tags, vector search over embeddings, or both (fused by
         reciprocal rank), with the same filters as `find`."""
+        if text is not None and not isinstance(text, str):
+            raise ValidationError("text", f"expected a string, got {type(text).__name__}")
         if not text and vector is None:
             raise ValidationError("text", "give search text, a vector, or both")
         _check_window(limit)
@@ -969,6 +998,8 @@ class Store:
         """Assets whose embeddings are nearest to an asset's (excluding it) or to a vector."""
         _check_window(limit)
         exclude: tuple[str, ...] = ()
+        if isinstance(to, Asset):
+            to = to.id
         if isinstance(to, str):
             asset = self.resolve(to)
             if asset.embedding is None:
@@ -987,6 +1018,7 @@ class Store:
             raise ValidationError(
                 "vector", f"has {len(values)} dimensions; the store uses {self.config.vectors.dimension}"
             )
+        self._check_direction(values, "vector")
         return values
 
     # -- change ---------------------------------------------------------------------------------------
@@ -1024,6 +1056,8 @@ class Store:
         updated = _convert.structure(data, Asset)
         if updated.embedding is not None and len(updated.embedding) != self.config.vectors.dimension:
             raise ValidationError("embedding", f"must have {self.config.vectors.dimension} dimensions")
+        if updated.embedding is not None:
+            self._check_direction(updated.embedding, "embedding")
         if updated != asset:
             self.catalog.update([updated])
         return updated
@@ -1366,20 +1400,40 @@ def _freeze(value: Any) -> object:
     return None
 
 
+WINDOW_MAX = 2**30
+"""The largest limit or offset: LanceDB takes 32-bit counts, and a hybrid search asks each side for twice
+its limit."""
+
+
 def _check_window(limit: int, offset: int = 0) -> None:
-    """A page's limit and offset: what a catalog can take (a signed 64-bit count)."""
+    """A page's limit and offset: whole numbers a catalog can take."""
+    for field, value in (("limit", limit), ("offset", offset)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError(field, f"expected an integer, got {type(value).__name__} {value!r:.40}")
+        if value > WINDOW_MAX:
+            raise ValidationError(field, f"must be at most 2**30 ({WINDOW_MAX:,})")
     if limit <= 0:
         raise ValidationError("limit", "must be positive")
     if offset < 0:
         raise ValidationError("offset", "must not be negative")
-    for field, value in (("limit", limit), ("offset", offset)):
-        if value >= 2**63:
-            raise ValidationError(field, "must be below 2**63")
+
+
+def _check_id(asset_id: object) -> None:
+    if not isinstance(asset_id, str):
+        hint = " (pass asset.id)" if isinstance(asset_id, Asset) else ""
+        raise ValidationError("asset_id", f"expected an id (a string), got {type(asset_id).__name__}{hint}")
 
 
 def _check_order(order: str) -> None:
     if order not in ORDERS:
         raise ValidationError("order", f"{order!r} is not one of {', '.join(ORDERS)}")
+
+
+class _Closed:
+    """Stands in for the backends of a closed store."""
+
+    def __getattr__(self, name: str) -> typing.NoReturn:
+        raise StoreClosed("the store is closed; open it again (assetry.open) to use it")
 
 
 class _Pushback:
