@@ -3,6 +3,8 @@ processes."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +106,20 @@ dimension = 8
         """Keys of multipart uploads started and neither completed nor aborted."""
         answer = self.client().list_multipart_uploads(Bucket=self.bucket)
         return [upload["Key"] for upload in answer.get("Uploads", [])]
+
+
+@contextlib.contextmanager
+def own_server(bucket: str = BUCKET) -> Iterator[S3]:
+    """A moto server of the test's own, with one bucket, stopped for real when the block ends (the
+    shared one serves the other tests): for failures of a server that goes away."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        own = S3(f"http://{host}:{port}", bucket)
+        own.client().create_bucket(Bucket=bucket)
+        yield own
+    finally:
+        server.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from assetry._testing.catalog import CatalogContract, MakeCatalog, make_asset
 from assetry.backends import CatalogSpec
@@ -14,7 +13,7 @@ from assetry.errors import ConfigError
 from assetry.model import Filter
 from assetry_lancedb.catalog import CatalogError, LanceCatalog
 from assetry_lancedb.options import LanceOptions
-from tests.s3.helpers import KEY, S3, SECRET
+from tests.s3.helpers import KEY, S3, SECRET, own_server
 
 pytestmark = pytest.mark.s3
 
@@ -116,17 +115,10 @@ def test_a_catalog_server_gone_after_open_is_one_catalog_error(s3: S3) -> None:
     """LanceDB raised a bare RuntimeError or ValueError with a Rust debug dump (a traceback in the CLI)
     when its storage stopped answering; now one `CatalogError` naming the catalog. The server is one of
     the test's own, stopped for real."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        own = S3(f"http://{host}:{port}", s3.bucket)
-        own.client().create_bucket(Bucket=own.bucket)
+    with own_server(s3.bucket) as own:
         catalog = s3_catalog(own, "catalog")
         asset = make_asset()
         catalog.insert([asset])
-    finally:
-        server.stop()
     for read in (lambda: catalog.count(Filter()), lambda: catalog.get_many([asset.id])):
         with pytest.raises(CatalogError, match=r"^lancedb:s3\S*/catalog: ") as info:
             read()

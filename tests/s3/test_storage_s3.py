@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from assetry._testing.storage import BlobStoreContract
 from assetry.backends import StorageSpec
@@ -27,7 +26,7 @@ from assetry.model import StoredBlob
 from assetry_fsspec import storage
 from assetry_fsspec.storage import FsspecBlobStore, RemoteStorageError
 from tests.instrumented import FlippingContent, InstrumentedContent
-from tests.s3.helpers import KEY, S3, SECRET
+from tests.s3.helpers import KEY, S3, SECRET, own_server
 
 pytestmark = pytest.mark.s3
 
@@ -397,20 +396,13 @@ def test_remote_readers_read_lines(store: FsspecBlobStore) -> None:
 
 
 def test_a_server_that_goes_away_mid_read_is_a_remote_storage_error(s3: S3) -> None:
-    """A server of its own, stopped while a blob is read (the shared one serves the other tests)."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        own = S3(f"http://{host}:{port}", s3.bucket)
-        own.client().create_bucket(Bucket=own.bucket)
+    """A server of the test's own, stopped while a blob is read."""
+    with own_server(s3.bucket) as own:
         options = own.storage_options(config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 2})
         store = FsspecBlobStore.from_spec(StorageSpec(url=own.url("blobs"), digest="blake3", options=options))
         data = os.urandom(storage.READ_BLOCK + 1000)
         reader = store.open(store.put(Content.from_bytes(data)).digest)
         assert reader.read(10) == data[:10]
-    finally:
-        server.stop()
     reader.seek(storage.READ_BLOCK)
     with pytest.raises(RemoteStorageError, match="cannot read a blob") as info:
         reader.read()
