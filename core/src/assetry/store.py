@@ -600,7 +600,8 @@ class Store:
                         locks.enter_context(self._commit_lock())
                     # Read again under the commit lock, so that an update made elsewhere is not undone.
                     current = self.catalog.get_many(to_pin).values()
-                    self.catalog.update([attrs.evolve(a, pinned=True) for a in current if not a.pinned])
+                    if pins := [attrs.evolve(a, pinned=True) for a in current if not a.pinned]:
+                        self.catalog.update(pins)
         except BaseException:
             # A failed put, an enrichment plugin's invalid value or a failed commit: nothing of this
             # batch stays. Outside the shared lock: the discard is a deletion, which waits for other
