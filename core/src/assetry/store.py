@@ -1132,16 +1132,11 @@ class Store:
         return {asset_id for asset_id, _, _ in victims}, deleted
 
     def _pinned(self, ids: Sequence[str]) -> set[str]:
-        """Which of these assets are pinned: a query per 1,000 ids for a few victims, else one scan of
-        every pinned id (whose cost follows the pinned assets, not the victims)."""
-        if len(ids) <= 4000:
-            return {
-                pinned
-                for start in range(0, len(ids), 1000)
-                for pinned in self.catalog.ordered_ids(
-                    Filter(ids=tuple(ids[start : start + 1000]), pinned=True), order="id"
-                )
-            }
+        """Which of these assets are pinned: one query for up to 1,000 ids, else one scan listing every
+        pinned id (measured with few pinned: 5-11 ms at 100k rows, ~15 ms at 1M; a query for 1,000 ids
+        took ~9 ms at 100k)."""
+        if len(ids) <= 1000:
+            return set(self.catalog.ordered_ids(Filter(ids=tuple(ids), pinned=True), order="id"))
         return set(self.catalog.ordered_ids(Filter(pinned=True), order="id")) & set(ids)
 
     # -- eviction -------------------------------------------------------------------------------------
