@@ -1119,7 +1119,8 @@ class Store:
         # catalog), so the pins read here are the last word until the rows are gone.
         with self.blobs.lock(exclusive=True), self._commit_lock():
             if unless_pinned:
-                victims = [v for v in victims if v[0] not in self._pinned([v[0] for v in victims])]
+                pinned = self._pinned([asset_id for asset_id, _, _ in victims])
+                victims = [v for v in victims if v[0] not in pinned]
             if not victims:
                 return set(), {}
             self.catalog.delete([asset_id for asset_id, _, _ in victims])
