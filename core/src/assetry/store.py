@@ -1164,13 +1164,13 @@ class Store:
         # Whole records are read only for plugins that may veto; the LRU rows carry all GC itself needs
         # (reading 31 columns per victim made GC grow faster than linearly, docs/benchmarks.md).
         vetoing = bool(self.plugins.hook.assetry_evict.get_hookimpls())
-        while remaining > limit:
+
+        def plan() -> tuple[list[Eviction], list[LruRow]]:
+            """The next least recently used candidates, until what they free meets the quota."""
+            nonlocal remaining
             victims: list[Eviction] = []
             doomed: list[LruRow] = []
-            while remaining > limit:
-                chunk = rows.take(1024)
-                if not chunk:
-                    break
+            while remaining > limit and (chunk := rows.take(1024)):
                 vetoed: set[str] = set()
                 if vetoing:
                     records = self.catalog.get_many([r.asset_id for r in chunk])
@@ -1191,6 +1191,10 @@ class Store:
                     remaining -= freed
                     doomed.append(row)
                     victims.append(Eviction(row.asset_id, row.label, row.size, row.last_used, freed))
+            return victims, doomed
+
+        while remaining > limit:
+            victims, doomed = plan()
             if dry_run or not doomed:
                 evicted += victims
                 break
@@ -1206,8 +1210,7 @@ class Store:
             # asset, or for an asset that an ingest meanwhile added with the same content.
             evicted += _settle_evictions([v for v in victims if v.asset_id in removed], doomed, deleted)
             remaining = before - sum(e.freed for e in evicted)
-        victims = evicted
-        for victim in victims if log.isEnabledFor(logging.INFO) else ():
+        for victim in evicted if log.isEnabledFor(logging.INFO) else ():
             log.info(
                 "%s asset %s (%s, %d bytes, last used %s) to meet quota %d",
                 "would evict" if dry_run else "evicted",
@@ -1217,9 +1220,9 @@ class Store:
                 victim.last_used.isoformat(timespec="seconds"),
                 limit,
             )
-        # What the scan says is left (counting the whole catalog again would be a second full scan).
-        after = remaining
-        return GcReport(limit, before, after, dry_run, victims, spared)
+        # What is left by the scan's count and the blobs deleted (counting the whole catalog again would be
+        # a second full scan); in a dry run, by the plan.
+        return GcReport(limit, before, remaining, dry_run, evicted, spared)
 
     # -- reports --------------------------------------------------------------------------------------
 

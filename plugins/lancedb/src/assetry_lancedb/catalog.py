@@ -192,7 +192,7 @@ class CatalogError(BackendError):
     LanceDB's message, credentials redacted."""
 
 
-def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
+def _with_catalog_errors(method: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a catalog method so that LanceDB's own failures, and any exception whose message (or any
     exception it chains) carries a configured secret, become a redacted `CatalogError`, raised without the
     original attached. Other exceptions (assetry's, and programming errors) pass unchanged."""
@@ -204,7 +204,7 @@ def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 yield from method(self, *args, **kwargs)
             except Exception as exc:
-                failure = self._redacted(exc)
+                failure = self._as_catalog_error(exc)
                 if failure is None:
                     raise
             if failure is not None:
@@ -217,7 +217,7 @@ def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return method(self, *args, **kwargs)
         except Exception as exc:
-            failure = self._redacted(exc)
+            failure = self._as_catalog_error(exc)
             if failure is None:
                 raise
         raise failure
@@ -225,16 +225,16 @@ def _redacting(method: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _redact_errors(cls: type[T]) -> type[T]:
-    """Apply `_redacting` to every `Catalog` method the class defines."""
+def _catalog_errors(cls: type[T]) -> type[T]:
+    """Apply `_with_catalog_errors` to every `Catalog` method the class defines."""
     for name in sorted(Catalog.__abstractmethods__ | {"compact", "lru_scan"}):
         method = cls.__dict__.get(name)
         if method is not None and name != "describe":
-            setattr(cls, name, _redacting(method))
+            setattr(cls, name, _with_catalog_errors(method))
     return cls
 
 
-@_redact_errors
+@_catalog_errors
 class LanceCatalog(Catalog):
     """A `Catalog` in LanceDB, on a local directory or an object store URL (``s3://bucket/path``).
 
@@ -317,8 +317,9 @@ class LanceCatalog(Catalog):
                 "catalog",
             )
 
-    def _redacted(self, exc: BaseException) -> CatalogError | None:
-        """A redacted copy of an error whose chain mentions a secret, or None if it mentions none."""
+    def _as_catalog_error(self, exc: BaseException) -> CatalogError | None:
+        """The `CatalogError` an error becomes: a redacted copy if its chain mentions a secret, the gist if
+        it is LanceDB's own failure; None for anything else (assetry's errors, programming errors)."""
         chain: list[BaseException] = []
         current: BaseException | None = exc
         while current is not None and current not in chain:
