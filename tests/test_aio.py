@@ -23,6 +23,10 @@ def test_async_store_round_trip(tmp_path: Path) -> None:
             await store.update(a.id, add_tags=["x"])
             assert (await store.get(a.id)).tags == ("x",)
             assert list(await store.get_many([b.id, "nope", a.id])) == [b.id, a.id]
+            assert list(await store.get_many(a.id)) == [a.id]  # one id, not its characters
+            report = await store.add_many(b"three", label="three.txt")  # one source, not its bytes
+            assert [x.label for x in report.assets] == ["three.txt"]
+            await store.delete(report.assets[0].id, actor="tester")
             await store.flush()
             assert (await store.get(a.id)).access_count == 1
             await store.delete(b.id)

@@ -165,6 +165,16 @@ def test_add_many_expands_directories_and_commits_once(store: Store, files: Path
     assert store.catalog._assets.version == versions_before + 1  # type: ignore[attr-defined]
 
 
+def test_add_many_takes_one_source_as_one_item(store: Store, files: Path) -> None:
+    """A directory, bytes or a file object given alone is one source, not an iterable of them (the
+    characters of a path, the bytes of a blob, the lines of a file)."""
+    assert len(store.add_many(str(files)).assets) == 7
+    assert len(store.add_many(files / "nested").assets) == 2
+    assert [a.size for a in store.add_many(b"some bytes", label="b.bin").assets] == [10]
+    with (files / "file4.txt").open("rb") as f:
+        assert [a.label for a in store.add_many(f, label="lines.txt").assets] == ["lines.txt"]
+
+
 def test_add_many_per_item_fields_merge_with_common(store: Store) -> None:
     report = store.add_many(
         [(b"a", {"label": "a.txt", "tags": ["x"]}), (b"b", {"label": "b.txt", "seed": 2})], tags=["common"]
@@ -779,8 +789,9 @@ def test_tenants_never_see_each_other(store_root: Path) -> None:
         assert a.get(mine.id).access_count == 0
 
 
-def test_bad_arguments_are_validation_errors_naming_them(store: Store) -> None:
+def test_bad_arguments_are_validation_errors_naming_them(store: Store, tmp_path: Path) -> None:
     asset = store.add(b"x", label="x", embedding=vec(1))
+    store_root_export = tmp_path / "export"
     for call, field in [
         (lambda: store.get(123), "asset_id"),
         (lambda: store.resolve(None), "asset_id"),
@@ -796,12 +807,42 @@ def test_bad_arguments_are_validation_errors_naming_them(store: Store) -> None:
         (lambda: store.search(vector=[0.0] * DIMENSION), "vector"),  # no direction for cosine
         (lambda: store.add(b"zero", label="zero", embedding=[0.0] * DIMENSION), "embedding"),
         (lambda: store.update(asset.id, embedding=[0.0] * DIMENSION), "embedding"),
+        # Arguments of the wrong shape, not just the wrong value: no raw TypeError from deep inside.
+        (lambda: store.get_many(None), "asset_ids"),
+        (lambda: store.get_many([asset]), "asset_ids"),
+        (lambda: store.delete(5), "asset_ids"),
+        (lambda: store.delete(asset.id, actor=5), "actor"),
+        (lambda: store.add_many(None), "items"),
+        (lambda: store.add_many([b"y"], batch_size="10"), "batch_size"),
+        (lambda: store.update(asset.id, tags=5), "tags"),
+        (lambda: store.update(asset.id, add_tags=[1]), "add_tags"),
+        (lambda: store.update(asset.id, remove_tags=7), "remove_tags"),
+        (lambda: store.similar(None), "to"),
+        (lambda: store.record_use(asset.id, None), "action"),
+        (lambda: store.record_use(asset.id, ""), "action"),
+        (lambda: store.record_use(asset.id, "view", actor=3), "actor"),
+        (lambda: store.open(asset.id, action=5), "action"),
+        (lambda: store.read(asset.id, actor=b"me"), "actor"),
+        (lambda: store.url(asset.id, expires="soon"), "expires"),
+        (lambda: store.url(asset.id, expires=-1), "expires"),
+        (lambda: store.find(kind=5), "kind"),
+        (lambda: store.find(kind=["image", 5]), "kind"),
+        (lambda: store.export(None, store_root_export), "assets"),
+        (lambda: store.export({"k": 5}, store_root_export), "assets"),
+        (lambda: store.export({1: asset.id}, store_root_export), "key"),
+        (lambda: store.export([asset.id], None), "directory"),
+        (lambda: store.export([asset.id], store_root_export, manifest=5), "manifest"),
+        (lambda: store.export([asset.id], store_root_export, actor=5), "actor"),
     ]:
         with pytest.raises(ValidationError) as info:
             call()  # type: ignore[no-untyped-call]
         assert info.value.field == field
     assert [h.asset.id for h in store.similar(asset)] == []  # an Asset is taken for its id
     assert store.catalog.count(store.filter()) == 1
+    assert store.get(asset.id).tags == ()
+    assert not store_root_export.exists()
+    store.flush()  # a use refused was not queued either
+    assert store.get(asset.id).access_count == 0
 
 
 def test_numpy_float32_vectors_are_taken(store: Store) -> None:

@@ -128,6 +128,26 @@ def _str_tuple(value: Any, _: type) -> tuple[str, ...]:
     return tuple(_strict_str(v, str) for v in value)
 
 
+def _is_enum_tuple(t: Any) -> bool:
+    args = typing.get_args(t)
+    return (
+        typing.get_origin(t) is tuple
+        and len(args) == 2
+        and args[1] is Ellipsis
+        and isinstance(args[0], type)
+        and issubclass(args[0], enum.Enum)
+    )
+
+
+def _enum_tuple(value: Any, t: Any) -> tuple[enum.Enum, ...]:
+    cls = typing.get_args(t)[0]
+    if isinstance(value, (str, cls)):
+        return (_enum(value, cls),)
+    if isinstance(value, (bytes, Mapping)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"expected a value or a list of values, got {type(value).__name__} {value!r:.60}")
+    return tuple(_enum(v, cls) for v in value)
+
+
 def _equals(target: Any) -> Any:
     return lambda t: t == target
 
@@ -143,6 +163,7 @@ def _make_converter() -> cattrs.Converter:
     conv.register_structure_hook_func(lambda t: isinstance(t, type) and issubclass(t, enum.Enum), _enum)
     conv.register_structure_hook_func(_is_optional_enum, _optional_enum)
     conv.register_structure_hook_func(_is_primitive_union, _primitive_union)
+    conv.register_structure_hook_func(_is_enum_tuple, _enum_tuple)
     # Generic aliases are not classes, so these dispatch on equality rather than by type.
     for generic, hook in (
         (Mapping[str, Any], _mapping),

@@ -80,14 +80,14 @@ class AsyncStore:
     async def add(self, source: Source, /, **fields: Any) -> Asset:
         return await self._write(self.sync.add, source, **fields)
 
-    async def add_many(self, items: Iterable[Any], **options: Any) -> IngestReport:
-        return await self._write(self.sync.add_many, list(items), **options)
+    async def add_many(self, items: Source | Iterable[Any], **options: Any) -> IngestReport:
+        return await self._write(self.sync.add_many, items, **options)
 
     async def get(self, asset_id: str) -> Asset:
         return await self._run(self.sync.get, asset_id)
 
     async def get_many(self, asset_ids: Iterable[str]) -> dict[str, Asset]:
-        return await self._run(self.sync.get_many, list(asset_ids))
+        return await self._run(self.sync.get_many, asset_ids)
 
     async def resolve(self, id_or_prefix: str) -> Asset:
         return await self._run(self.sync.resolve, id_or_prefix)
@@ -98,8 +98,8 @@ class AsyncStore:
     async def record_use(self, asset_id: str, action: str, *, actor: str | None = None) -> None:
         await self._run(self.sync.record_use, asset_id, action, actor=actor)
 
-    async def url(self, asset_id: str, *, expires: timedelta | int = 3600) -> str:
-        return await self._run(self.sync.url, asset_id, expires=expires)
+    async def url(self, asset_id: str, *, expires: timedelta | int = 3600, actor: str | None = None) -> str:
+        return await self._run(self.sync.url, asset_id, expires=expires, actor=actor)
 
     async def export(
         self, assets: Iterable[str] | Mapping[str, str], directory: str | os.PathLike[str], **options: Any
@@ -121,8 +121,8 @@ class AsyncStore:
     async def pin(self, asset_id: str, pinned: bool = True) -> Asset:
         return await self._write(self.sync.pin, asset_id, pinned)
 
-    async def delete(self, asset_ids: str | Iterable[str]) -> DeleteReport:
-        return await self._write(self.sync.delete, asset_ids)
+    async def delete(self, asset_ids: str | Iterable[str], *, actor: str | None = None) -> DeleteReport:
+        return await self._write(self.sync.delete, asset_ids, actor=actor)
 
     async def gc(self, quota: int | str | None = None, *, dry_run: bool = False) -> GcReport:
         return await self._write(self.sync.gc, quota, dry_run=dry_run)

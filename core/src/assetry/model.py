@@ -94,6 +94,8 @@ def _check_ids(_: object, attribute: attrs.Attribute[Any], value: tuple[str, ...
 
 def check_label(value: str, field: str = "label") -> None:
     """A label is a display name and the default file name on export: never a path."""
+    if not isinstance(value, str):
+        raise ValidationError(field, f"expected a string, got {type(value).__name__}")
     if not value.strip():
         raise ValidationError(field, "must not be empty")
     if len(value) > MAX_LABEL_LENGTH:

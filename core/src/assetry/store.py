@@ -320,7 +320,7 @@ class Store:
 
     def add_many(
         self,
-        items: Iterable[Source | tuple[Source, Mapping[str, Any]]],
+        items: Source | Iterable[Source | tuple[Source, Mapping[str, Any]]],
         *,
         recursive: bool = True,
         on_duplicate: OnDuplicate = "skip",
@@ -335,12 +335,19 @@ class Store:
         raises an error naming it, and nothing is stored. (With more than ``batch_size`` items, batches
         committed before a failing one stay committed.)
 
-        :param items: paths (files or directories), bytes, file objects, or ``(source, fields)`` pairs.
+        :param items: paths (files or directories), bytes, file objects, or ``(source, fields)`` pairs;
+            or one path, bytes or file object.
         :param common: fields applied to every item (per-item fields win; tags are merged).
         :param progress: called with the number of files just stored, for progress bars.
         """
-        if batch_size <= 0:
-            raise ValidationError("batch_size", "must be > 0")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise ValidationError("batch_size", f"expected an integer > 0, got {batch_size!r:.60}")
+        if isinstance(items, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(items, "read"):
+            # One source (a directory, say), not the characters of its name or the lines of a file.
+            items = [typing.cast(Source, items)]
+        elif not isinstance(items, Iterable):
+            got = type(items).__name__
+            raise ValidationError("items", f"expected sources (paths, bytes or files), got {got}")
         if on_duplicate not in ("skip", "keep"):
             raise ValidationError("on_duplicate", f"must be 'skip' or 'keep', got {on_duplicate!r}")
         self.make_draft(common)  # validate the shared fields once, before looking at any file
@@ -778,11 +785,7 @@ class Store:
     def get_many(self, asset_ids: Iterable[str]) -> dict[str, Asset]:
         """The records of the ids found in this store's tenant, in the order asked (ids not found are
         left out): one catalog read per 1,000 ids, where `get` costs one per id."""
-        wanted = [asset_ids] if isinstance(asset_ids, str) else list(asset_ids)
-        for asset_id in wanted:
-            if not isinstance(asset_id, str):
-                raise ValidationError("asset_ids", f"expected ids (strings), got {asset_id!r}")
-        return self.catalog.get_many(wanted, tenant=self.tenant)
+        return self.catalog.get_many(_id_list(asset_ids, "asset_ids"), tenant=self.tenant)
 
     def resolve(self, id_or_prefix: str) -> Asset:
         """Like `get`, but also accepts a unique id prefix (at least 4 characters), as git does."""
@@ -800,6 +803,7 @@ class Store:
 
     def open(self, asset_id: str | Asset, *, action: str = "open", actor: str | None = None) -> BinaryIO:
         """A binary reader over the content; records the access."""
+        _check_use(action, actor)
         asset = asset_id if isinstance(asset_id, Asset) else self.get(asset_id)
         if asset.tenant != self.tenant:  # a record read through another tenant's store
             raise AssetNotFound(asset.id)
@@ -819,12 +823,18 @@ class Store:
 
     def record_use(self, asset_id: str, action: str, *, actor: str | None = None) -> None:
         """Record a use that does not read content here (``embed``, ``transform``, ``view`` in a UI)."""
+        _check_use(action, actor)
         self.plugins.hook.assetry_access(asset=self.get(asset_id), action=action, actor=actor)
 
     def url(self, asset_id: str, *, expires: timedelta | int = 3600, actor: str | None = None) -> str:
         """A time-limited download URL, where the storage backend can sign one (`NotSupported` otherwise)."""
-        asset = self.get(asset_id)
+        _check_use("url", actor)
+        if isinstance(expires, bool) or not isinstance(expires, (timedelta, int, float)):
+            raise ValidationError("expires", f"expected seconds or a timedelta, got {type(expires).__name__}")
         seconds = expires if isinstance(expires, timedelta) else timedelta(seconds=expires)
+        if seconds <= timedelta(0):
+            raise ValidationError("expires", f"must be a positive duration, got {expires!r}")
+        asset = self.get(asset_id)
         if asset.digest is None:
             raise ValidationError("status", f"asset {asset.id} has no content")
         signed = self.blobs.signed_url(asset.digest, seconds)
@@ -846,9 +856,16 @@ class Store:
         ``{key: asset_id}``, the manifest maps each key to its absolute path (the ``input_data.json``
         shape tools expect); otherwise it maps asset ids to paths. Returns that mapping.
         """
-        keyed = dict(assets) if isinstance(assets, Mapping) else {a: a for a in assets}
+        _check_use("export", actor)
+        if isinstance(assets, Mapping):
+            keyed = dict(assets)
+            _id_list(list(keyed.values()), "assets")
+        else:
+            keyed = {a: a for a in _id_list(assets, "assets")}
         for key in keyed:
             check_label(key, "key")
+        if not isinstance(directory, (str, os.PathLike)):
+            raise ValidationError("directory", f"expected a path, got {type(directory).__name__}")
         location = os.fspath(directory)
         if is_url(location):
             raise ValidationError("directory", "export writes local files; give a local directory, not a URL")
@@ -1006,6 +1023,8 @@ class Store:
             if asset.embedding is None:
                 raise ValidationError("embedding", f"asset {asset.id} has no embedding to compare with")
             vector, exclude = asset.embedding, (asset.id,)
+        elif isinstance(to, (bytes, Mapping)) or not isinstance(to, Iterable):
+            raise ValidationError("to", f"expected an asset id or a vector, got {type(to).__name__}")
         else:
             vector = self._vector(to)
         query = SearchQuery(
@@ -1014,7 +1033,7 @@ class Store:
         return self.catalog.search(query)
 
     def _vector(self, vector: Sequence[float]) -> tuple[float, ...]:
-        values = _convert.structure(list(vector), tuple[float, ...], prefix="vector")
+        values = _convert.structure(vector, tuple[float, ...], prefix="vector")
         if len(values) != self.config.vectors.dimension:
             raise ValidationError(
                 "vector", f"has {len(values)} dimensions; the store uses {self.config.vectors.dimension}"
@@ -1035,8 +1054,8 @@ class Store:
 
     def _update(self, asset_id: str, changes: dict[str, Any]) -> Asset:
         asset = self.resolve(asset_id)
-        add_tags = _as_list(changes.pop("add_tags", []))
-        remove_tags = set(_as_list(changes.pop("remove_tags", [])))
+        add_tags = _as_list(changes.pop("add_tags", []), "add_tags")
+        remove_tags = set(_as_list(changes.pop("remove_tags", []), "remove_tags"))
         for key in changes:
             if key not in UPDATABLE_FIELDS and key != "meta":
                 raise ValidationError(key, "cannot be updated (unknown or immutable field)")
@@ -1070,7 +1089,8 @@ class Store:
     def delete(self, asset_ids: str | Iterable[str], *, actor: str | None = None) -> DeleteReport:
         """Delete assets and every blob no remaining asset references. Plugins may veto
         (`assetry_evict` with reason ``delete``)."""
-        ids = [asset_ids] if isinstance(asset_ids, str) else list(asset_ids)
+        ids = _id_list(asset_ids, "asset_ids")
+        _check_use("delete", actor)
         # One record per asset, however often it was named (an id and a prefix of it, say).
         records = list({r.id: r for r in (self.resolve(i) for i in ids)}.values())
         spared = self._vetoes(records, "delete", dry_run=False) & {r.id for r in records}
@@ -1471,12 +1491,41 @@ def _iterable(value: Any) -> Iterable[Any]:
     return value if isinstance(value, Iterable) else [value]
 
 
-def _as_list(value: Any) -> list[str]:
+def _as_list(value: Any, field: str = "tags") -> list[str]:
+    """A tag or tags (any iterable of strings) as a list; anything else is an error naming ``field``."""
     if value is None:
         return []
+    return _strings(value, field, "a tag or a list of tags", "tags")
+
+
+def _id_list(value: Any, field: str) -> list[str]:
+    """An id or ids (any iterable of strings) as a list; anything else is an error naming ``field``."""
+    return _strings(value, field, "an id or a list of ids", "ids")
+
+
+def _strings(value: Any, field: str, expected: str, plural: str) -> list[str]:
     if isinstance(value, str):
         return [value]
-    return list(value)
+    hint = " (pass asset.id)" if isinstance(value, Asset) else ""
+    if isinstance(value, (bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
+        raise ValidationError(field, f"expected {expected}, got {type(value).__name__}{hint}")
+    items = list(value)
+    for item in items:
+        if isinstance(item, Asset):
+            raise ValidationError(field, f"expected {plural} (strings), got an Asset (pass asset.id)")
+        if not isinstance(item, str):
+            got = f"{type(item).__name__} {item!r:.60}"
+            raise ValidationError(field, f"expected {plural} (strings), got {got}")
+    return items
+
+
+def _check_use(action: object, actor: object) -> None:
+    """What a use is recorded as: checked before anything is read, deleted or queued."""
+    if not isinstance(action, str) or not action:
+        got = f"{type(action).__name__} {action!r:.60}"
+        raise ValidationError("action", f"expected a non-empty string, got {got}")
+    if actor is not None and not isinstance(actor, str):
+        raise ValidationError("actor", f"expected a string or None, got {type(actor).__name__}")
 
 
 def _union(first: Iterable[str], second: Iterable[str]) -> list[str]:
