@@ -65,6 +65,31 @@ def test_a_failed_init_leaves_nothing_behind_and_init_says_where_the_store_is(
     assert not (tmp_path / "second" / ".assetry").exists()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ls"],
+        ["show", "0123456789abcdef"],
+        ["cat", "0123456789abcdef"],
+        ["search", "cat"],
+        ["export", "0123456789abcdef", "--to", "out"],
+        ["rm", "0123456789abcdef", "--yes"],
+        ["gc", "--quota", "1MB"],
+        ["stats"],
+        ["url", "0123456789abcdef"],
+        ["compact"],
+    ],
+)
+def test_commands_that_do_not_add_refuse_a_root_with_no_store(tmp_path: Path, command: list[str]) -> None:
+    """A mistyped --root is an error, not an empty store created where it points."""
+    result = run("--root", "typo", *command)
+    assert result.exit_code == 1
+    assert f"no store at {tmp_path / 'typo'}" in result.output
+    assert "`assetry init` or `assetry add` creates one" in result.output
+    assert not (tmp_path / "typo").exists()
+    assert not (tmp_path / "out").exists()
+
+
 def test_add_ls_show_cat(project: Path) -> None:
     (project / "in").mkdir()
     for i in range(3):
@@ -318,16 +343,20 @@ def test_demo_gc_keeps_the_used_and_pinned_assets_and_its_hint_names_one_that_ex
 
 def test_main_entry_point_in_a_subprocess(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETRY_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "assetry", "--root", "s", "stats", "--json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    (tmp_path / "a.txt").write_text("a")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "assetry", "--root", "s", *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+
+    missing = run("stats", "--json")
+    assert missing.returncode == 1
+    assert f"no store at {tmp_path / 's'}" in missing.stderr
+    assert not (tmp_path / "s").exists()  # a read-only command creates nothing
+    assert run("add", "a.txt").returncode == 0
+    result = run("stats", "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["usage"]["assets"] == 0
+    assert json.loads(result.stdout)["usage"]["assets"] == 1
     assert callable(main)
 
 

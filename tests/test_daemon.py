@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+import assetry as assetry_api
 from assetry import _launch
 from assetry.daemon import CodeFingerprint
 
@@ -113,6 +114,11 @@ def _alive(pid: int) -> bool:
 
 def in_process(env: dict[str, str]) -> dict[str, str]:
     return {**env, _launch.DAEMON_ENV: "0"}
+
+
+def empty_store(root: Path) -> None:
+    """Create an empty store for commands that only read (they refuse a root with no store)."""
+    assetry_api.open(root=root).close()
 
 
 def test_commands_run_in_the_daemon_with_the_callers_directory_and_output(
@@ -332,6 +338,7 @@ def test_no_daemon_when_disabled_or_stopped(daemon: dict[str, str], tmp_path: Pa
     assert shown == status(daemon, tmp_path)
     assert "The assetry daemon is running" in assetry(daemon, "daemon", "status", cwd=tmp_path).stdout
     before = shown["served"]
+    empty_store(tmp_path / "s")
     assetry(in_process(daemon), "--root", "s", "stats", cwd=tmp_path)
     assert status(daemon, tmp_path)["served"] == before
 
@@ -348,6 +355,7 @@ def test_no_daemon_when_disabled_or_stopped(daemon: dict[str, str], tmp_path: Pa
 def test_auto_mode_starts_a_daemon_for_the_next_commands(env: dict[str, str], tmp_path: Path) -> None:
     auto = {**env, _launch.DAEMON_ENV: "auto"}
     assert not status(auto, tmp_path)["running"]
+    empty_store(tmp_path / "s")
     first = json.loads(assetry(auto, "--root", "s", "stats", "--json", cwd=tmp_path).stdout)  # in-process
     assert first["usage"]["assets"] == 0
     wait_for(lambda: status(auto, tmp_path)["running"], "the daemon the first command started", seconds=60)
@@ -390,6 +398,7 @@ def test_installing_code_stops_the_daemon(env: dict[str, str], tmp_path: Path) -
     extra.mkdir()
     with_path = {**env, "PYTHONPATH": str(extra)}
     assetry(with_path, "daemon", "start", "--idle", "300", cwd=tmp_path)
+    empty_store(tmp_path / "s")
     assetry(with_path, "--root", "s", "stats", cwd=tmp_path)
     assert status(with_path, tmp_path)["served"] == 1
     (extra / "newly_installed.py").write_text("")

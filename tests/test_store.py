@@ -789,6 +789,20 @@ def test_tenants_never_see_each_other(store_root: Path) -> None:
         assert a.get(mine.id).access_count == 0
 
 
+def test_open_without_create_finds_only_an_existing_store(store_root: Path) -> None:
+    missing = store_root.parent / "elsewhere"
+    with pytest.raises(assetry.StoreNotFound, match=f"no store at {missing}"):
+        assetry.open(root=missing, create=False)
+    assert not missing.exists()  # not the root, not the catalog's directory
+    missing.mkdir()  # a directory that exists but holds no store
+    with pytest.raises(assetry.StoreNotFound):
+        assetry.open(root=missing, create=False)
+    assert list(missing.iterdir()) == []
+    assetry.open(root=missing, vectors={"dimension": DIMENSION}).close()  # creates it
+    with assetry.open(root=missing, vectors={"dimension": DIMENSION}, create=False) as found:
+        assert found.stats().usage.assets == 0
+
+
 def test_bad_arguments_are_validation_errors_naming_them(store: Store, tmp_path: Path) -> None:
     asset = store.add(b"x", label="x", embedding=vec(1))
     store_root_export = tmp_path / "export"

@@ -9,7 +9,7 @@ import pytest
 
 from assetry._testing.catalog import CatalogContract, MakeCatalog, make_asset
 from assetry.backends import CatalogSpec
-from assetry.errors import ConfigError
+from assetry.errors import ConfigError, StoreNotFound
 from assetry.model import Filter
 from assetry_lancedb.catalog import CatalogError, LanceCatalog
 from assetry_lancedb.options import LanceOptions
@@ -45,6 +45,15 @@ def test_catalog_lives_under_its_url(s3: S3) -> None:
     assert {"assets.lance", "usage.lance", "meta.lance"} <= tables
     assert catalog.describe() == "lancedb:s3…/catalog"
     assert SECRET not in repr(catalog)
+
+
+def test_a_catalog_opened_without_create_must_exist(s3: S3) -> None:
+    lance = LanceOptions(storage_options=s3.lance_options())
+    with pytest.raises(StoreNotFound, match="the catalog lancedb:s3…/absent does not exist"):
+        LanceCatalog(CatalogSpec(s3.url("absent"), 4, "cosine", lance, create=False))
+    assert s3.objects("absent/") == {}  # nothing written under it
+    s3_catalog(s3, "present").close()
+    LanceCatalog(CatalogSpec(s3.url("present"), 4, "cosine", lance, create=False)).close()
 
 
 def test_another_instance_sees_commits_at_once(s3: S3) -> None:

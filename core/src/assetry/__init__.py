@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         PluginError,
         SourceError,
         StoreClosed,
+        StoreNotFound,
         ValidationError,
     )
     from assetry.model import Asset, AssetDraft, Filter, Hit, Kind, Links, Page, Provenance, Status
@@ -46,6 +47,7 @@ _HOMES = {
             "PluginError",
             "SourceError",
             "StoreClosed",
+            "StoreNotFound",
             "ValidationError",
         ],
         "assetry.errors",
@@ -79,6 +81,7 @@ __all__ = [
     "Status",
     "Store",
     "StoreClosed",
+    "StoreNotFound",
     "ValidationError",
     "hookimpl",
     "open",

@@ -278,9 +278,11 @@ class StorageSpec:
 @attrs.frozen
 class CatalogSpec:
     """Everything a catalog factory needs. ``dimension`` is the vector length (``[vectors] dimension``);
-    ``metric`` the distance (``cosine``, ``l2``, ``dot``)."""
+    ``metric`` the distance (``cosine``, ``l2``, ``dot``). ``create`` False: open an existing catalog
+    only, and raise `StoreNotFound` (creating nothing, not even a directory) where there is none."""
 
     url: str
     dimension: int
     metric: str
     options: Any = None
+    create: bool = True

@@ -38,11 +38,13 @@ class Context:
         self.tenant = tenant
         self._store: Store | None = None
 
-    def store(self) -> Store:
+    def store(self, *, create: bool = False) -> Store:
+        """The store, opened on first use. Only commands that add create one: anything else pointed at
+        a root with no store there (a typo, say) fails with `StoreNotFound` and leaves nothing behind."""
         if self._store is None:
             from assetry.store import open as open_store
 
-            self._store = open_store(self.config_path, root=self.root, tenant=self.tenant)
+            self._store = open_store(self.config_path, root=self.root, tenant=self.tenant, create=create)
         return self._store
 
     def close(self) -> None:
@@ -374,7 +376,7 @@ def add(
         common["pinned"] = True
     vectors = read_embedding_file(embedding_file, files) if embedding_file else {}
     items = [(f, {"embedding": vectors[f]} if f in vectors else {}) for f in files]
-    store = state.store()
+    store = state.store(create=True)
     show_bar = len(files) > 1 and not as_json
     with click.progressbar(length=len(files), label="Adding", file=sys.stderr, hidden=not show_bar) as bar:
         report = store.add_many(

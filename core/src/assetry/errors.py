@@ -91,5 +91,10 @@ class StoreClosed(AssetryError):
     """The store was closed; open it again to use it."""
 
 
+class StoreNotFound(AssetryError):
+    """Opened with ``create=False``, and there is no store where the configuration points (its catalog
+    does not exist). Nothing was created."""
+
+
 class NotSupported(AssetryError):
     """The configured backend cannot do this (for example sign a download URL)."""

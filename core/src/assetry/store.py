@@ -41,6 +41,7 @@ from assetry.errors import (
     PluginError,
     SourceError,
     StoreClosed,
+    StoreNotFound,
     ValidationError,
 )
 from assetry.locks import flock
@@ -80,6 +81,7 @@ from assetry.plugins import (
     pick_backend,
     storage_backends,
 )
+from assetry.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,7 @@ def open(
     tenant: str | None = None,
     register: Iterable[object] = (),
     load_entrypoints: bool = True,
+    create: bool = True,
     **overrides: Any,
 ) -> Store:
     """Open (or create) a store.
@@ -109,6 +112,8 @@ def open(
     :param tenant: the tenant new assets belong to and every query is scoped to.
     :param register: plugin objects to register besides the installed ones (applications, tests).
     :param load_entrypoints: False to load no installed plugins (hermetic tests pass them in ``register``).
+    :param create: False to open an existing store only: `StoreNotFound` where there is none (a mistyped
+        root, say), and nothing is created there.
     :param overrides: configuration tables, e.g. ``vectors={"dimension": 384}``, ``plugins={"block": [...]}``.
     """
     if isinstance(config, Config):
@@ -119,7 +124,9 @@ def open(
         if root is not None:
             overrides.setdefault("store", {})["root"] = os.fspath(root)
         cfg = load_config(config, overrides=overrides)
-    return Store.from_config(cfg, tenant=tenant, register=register, load_entrypoints=load_entrypoints)
+    return Store.from_config(
+        cfg, tenant=tenant, register=register, load_entrypoints=load_entrypoints, create=create
+    )
 
 
 @attrs.frozen
@@ -241,6 +248,7 @@ class Store:
         tenant: str | None = None,
         register: Iterable[object] = (),
         load_entrypoints: bool = True,
+        create: bool = True,
     ) -> Store:
         if tenant is not None:  # (an empty one too: it must not fall back to the configured tenant)
             check_name(tenant, "tenant")
@@ -256,9 +264,19 @@ class Store:
         try:
             catalog = cat.factory(
                 CatalogSpec(
-                    config.catalog_url, config.vectors.dimension, config.vectors.metric, catalog_options
+                    config.catalog_url,
+                    config.vectors.dimension,
+                    config.vectors.metric,
+                    catalog_options,
+                    create=create,
                 )
             )
+        except StoreNotFound as missing:
+            blobs.close()
+            where = redact_url(config.root)
+            raise StoreNotFound(
+                f"no store at {where} ({missing}); `assetry init` or `assetry add` creates one"
+            ) from None
         except BaseException:
             blobs.close()
             raise

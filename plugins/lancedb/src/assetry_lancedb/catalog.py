@@ -28,6 +28,7 @@ import functools
 import inspect
 import logging
 import math
+import os
 import random
 import re
 import threading
@@ -48,7 +49,14 @@ from lancedb.index import FTS, Bitmap, BTree, IvfSq, LabelList
 from lancedb.query import ColumnOrdering
 
 from assetry.backends import Catalog, CatalogSpec
-from assetry.errors import AssetNotFound, AssetryError, BackendError, ConfigError, ValidationError
+from assetry.errors import (
+    AssetNotFound,
+    AssetryError,
+    BackendError,
+    ConfigError,
+    StoreNotFound,
+    ValidationError,
+)
 from assetry.model import (
     SCHEMA_VERSION,
     Asset,
@@ -250,6 +258,7 @@ class LanceCatalog(Catalog):
         self.dimension = _dimension(spec.dimension)
         self.metric = _metric(spec.metric)
         uri, self._description = _location(spec.url)
+        self._create = spec.create
         self._secrets = secret_values(self.options.storage_options, spec.url)
         self._lock = threading.Lock()
         self._commits = 0
@@ -278,9 +287,19 @@ class LanceCatalog(Catalog):
         session = lancedb.Session()
         consistency = timedelta(seconds=self.options.read_consistency_seconds)
         storage_options = dict(self.options.storage_options) or None
+        missing = StoreNotFound(f"the catalog {self._description} does not exist")
+        if not self._create and "://" not in uri and not os.path.isdir(uri):
+            raise missing  # before connecting, which creates a local catalog's directory
         self._db = lancedb.connect(
             uri, read_consistency_interval=consistency, storage_options=storage_options, session=session
         )
+        if not self._create:
+            try:
+                self._db.open_table(META)
+            except ValueError as not_found:
+                if "not found" in str(not_found).lower():
+                    raise missing from None
+                raise
         self._refuse_pre_record_layout()
         self._meta, created_meta = self._open_table(META, rows.META_SCHEMA, "key")
         self._check_meta()
