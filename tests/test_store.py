@@ -839,6 +839,8 @@ def test_bad_arguments_are_validation_errors_naming_them(store: Store, tmp_path:
         (lambda: store.read(asset.id, actor=b"me"), "actor"),
         (lambda: store.url(asset.id, expires="soon"), "expires"),
         (lambda: store.url(asset.id, expires=-1), "expires"),
+        (lambda: store.url(asset.id, expires=float("nan")), "expires"),
+        (lambda: store.url(asset.id, expires=10**20), "expires"),
         (lambda: store.find(kind=5), "kind"),
         (lambda: store.find(kind=["image", 5]), "kind"),
         (lambda: store.export(None, store_root_export), "assets"),

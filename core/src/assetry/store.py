@@ -849,7 +849,10 @@ class Store:
         _check_use("url", actor)
         if isinstance(expires, bool) or not isinstance(expires, (timedelta, int, float)):
             raise ValidationError("expires", f"expected seconds or a timedelta, got {type(expires).__name__}")
-        seconds = expires if isinstance(expires, timedelta) else timedelta(seconds=expires)
+        try:
+            seconds = expires if isinstance(expires, timedelta) else timedelta(seconds=expires)
+        except (OverflowError, ValueError):  # inf, nan, or more days than a timedelta holds
+            raise ValidationError("expires", f"{expires!r} is not a usable number of seconds") from None
         if seconds <= timedelta(0):
             raise ValidationError("expires", f"must be a positive duration, got {expires!r}")
         asset = self.get(asset_id)
