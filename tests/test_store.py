@@ -926,6 +926,17 @@ def test_get_many_returns_the_ids_found_in_the_order_asked(store: Store) -> None
 # -- update, delete, gc ---------------------------------------------------------------------------------
 
 
+def test_update_takes_a_kind_by_name(store: Store) -> None:
+    asset = store.add(b"x", label="x.bin")
+    assert store.update(asset.id, kind="image").kind is Kind.IMAGE
+    assert store.get(asset.id).kind is Kind.IMAGE
+    assert store.find(kind="image").total == 1
+    with pytest.raises(ValidationError) as info:
+        store.update(asset.id, kind="picture")
+    assert info.value.field == "kind"
+    assert store.get(asset.id).kind is Kind.IMAGE
+
+
 def test_update_metadata(store: Store) -> None:
     asset = store.add(b"x", label="x.png", tags=["a"], meta={"k": 1, "drop": 2})
     store.read(asset.id)

@@ -36,7 +36,11 @@ def _strict_float(value: Any, _: type) -> float:
     return float(value)
 
 
-def _strict_str(value: Any, _: type) -> str:
+def _strict_str(value: Any, cls: type) -> Any:
+    # Registered for str, this hook also receives str subclasses, which include str enums (Kind,
+    # Status): those must become members, not stay the strings given.
+    if cls is not str and issubclass(cls, enum.Enum):
+        return _enum(value, cls)
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__} {value!r}")
     return value
