@@ -154,6 +154,11 @@ def test_backend_options_are_validated_by_the_backend(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         assetry.open()
     assert info.value.field == "catalog.options.no_such_option"
+    assert str(info.value) == "assetry.toml: catalog.options.no_such_option: unknown key"  # what set it
+    (tmp_path / "assetry.toml").unlink()
+    with pytest.raises(ConfigError) as given:
+        assetry.open(root=tmp_path / "s", catalog={"options": {"no_such_option": 1}})
+    assert str(given.value) == "arguments: catalog.options.no_such_option: unknown key"
 
 
 @pytest.mark.parametrize(

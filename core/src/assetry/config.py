@@ -207,6 +207,10 @@ class Config:
     def _shown(self) -> str | None:
         return self.source.name if self.source else None
 
+    def blame(self, field: str | None) -> str | None:
+        """What set a key, for an error naming it: an environment variable, the arguments, or the file."""
+        return _blame(field, self.origins, self._shown)
+
     def to_dict(self, *, redact: bool = True) -> dict[str, Any]:
         """The effective configuration as plain data, secrets redacted (for ``assetry config``)."""
         data: dict[str, Any] = {}

@@ -258,8 +258,8 @@ class Store:
         config = config.claim_sections(config_claims(pm))
         storage = pick_backend(pm, storage_backends(pm), config.storage.backend, "storage.backend")
         cat = pick_backend(pm, catalog_backends(pm), config.catalog.backend, "catalog.backend")
-        storage_options = _backend_options(storage.options_type, config.storage.options, "storage.options")
-        catalog_options = _backend_options(cat.options_type, config.catalog.options, "catalog.options")
+        storage_options = _backend_options(storage.options_type, config, "storage.options")
+        catalog_options = _backend_options(cat.options_type, config, "catalog.options")
         blobs = storage.factory(StorageSpec(config.storage_url, config.storage.digest, storage_options))
         try:
             catalog = cat.factory(
@@ -1591,11 +1591,13 @@ def _atomic_write(path: Path) -> Iterator[IO[bytes]]:
 __all__ = ["DeleteReport", "IngestReport", "Store", "iter_files", "new_id", "open"]
 
 
-def _backend_options(options_type: type[Any] | None, raw: Mapping[str, Any], key: str) -> Any:
-    """Validate a backend's options table with the backend's own attrs class (errors name the key)."""
+def _backend_options(options_type: type[Any] | None, config: Config, key: str) -> Any:
+    """Validate a backend's options table (``key``: ``storage.options`` or ``catalog.options``) with the
+    backend's own attrs class; errors name the key and what set it (the file, an environment variable)."""
+    raw = config.storage.options if key == "storage.options" else config.catalog.options
     if options_type is None:
         return dict(raw)
     try:
         return _convert.structure(dict(raw), options_type, error=ConfigError, prefix=key)
     except ConfigError as exc:
-        raise ConfigError(exc.field, exc.reason) from None
+        raise ConfigError(exc.field, exc.reason, source=config.blame(exc.field)) from None
