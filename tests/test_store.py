@@ -175,6 +175,36 @@ def test_add_many_takes_one_source_as_one_item(store: Store, files: Path) -> Non
         assert [a.label for a in store.add_many(f, label="lines.txt").assets] == ["lines.txt"]
 
 
+def test_a_tree_holding_the_store_is_added_without_the_store(tmp_path: Path) -> None:
+    """The store's locks, catalog manifests and blobs are not assets of a tree that happens to hold it."""
+    project = tmp_path / "project"
+    (project / "renders").mkdir(parents=True)
+    (project / "renders" / "a.txt").write_text("a")
+    with assetry.open(root=project / "store", vectors={"dimension": DIMENSION}) as store:
+        store.add(b"first", label="first.txt")  # the store now has blobs, locks and catalog files
+        labels = [a.label for a in store.add_many(project, allow_empty=True).assets]
+        assert labels == ["a.txt"]
+        with pytest.raises(SourceError, match="store: is this store's own directory"):
+            store.add_many(project / "store")
+        assert store.stats().usage.assets == 2
+
+
+def test_an_empty_path_is_refused_not_taken_for_the_working_directory(store: Store, tmp_path: Path) -> None:
+    assert Path.cwd() == tmp_path
+    (tmp_path / "stray.txt").write_text("not to be added")
+    asset = store.add(b"x", label="x.txt")
+    before = snapshot(store)
+    for call in (lambda: store.add(""), lambda: store.add_many(""), lambda: store.add_many(["", b"y"])):
+        with pytest.raises(SourceError, match="empty path"):
+            call()
+    assert snapshot(store) == before
+    with pytest.raises(SourceError) as info:
+        store.export([asset.id], "")
+    assert info.value.field == "directory"
+    assert not (tmp_path / "manifest.json").exists()
+    assert not (tmp_path / "x.txt").exists()
+
+
 def test_add_many_per_item_fields_merge_with_common(store: Store) -> None:
     report = store.add_many(
         [(b"a", {"label": "a.txt", "tags": ["x"]}), (b"b", {"label": "b.txt", "seed": 2})], tags=["common"]

@@ -24,6 +24,13 @@ Source = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 """Anything `Store.add` accepts as content."""
 
 
+def check_path(path: str | os.PathLike[str], field: str = "source") -> None:
+    """An empty path is a mistake (an unset variable, say), not the working directory ``Path("")`` makes
+    of it: adding or exporting "" would take in, or write into, whatever directory the process runs in."""
+    if not os.fspath(path).strip():
+        raise SourceError(field, "empty path")
+
+
 class Content:
     """Re-openable content with a known size and optional local path.
 
@@ -66,6 +73,7 @@ class Content:
 
     @classmethod
     def from_path(cls, path: str | os.PathLike[str]) -> Content:
+        check_path(path)
         p = Path(path)
         shown = p.name or str(p)
         try:

@@ -31,7 +31,7 @@ import attrs
 from assetry import _convert, digest_cache
 from assetry.backends import BlobStore, Catalog, CatalogSpec, StorageSpec
 from assetry.config import Config, is_url, load_config, parse_size
-from assetry.content import Content, Source
+from assetry.content import Content, Source, check_path
 from assetry.errors import (
     AmbiguousId,
     AssetNotFound,
@@ -331,8 +331,10 @@ class Store:
         :param fields: asset fields (`AssetDraft`), flat: ``label``, ``kind``, ``tags``, ``prompt``,
             ``seed``, ``model``, ``agent_id``, ``extra``, ``embedding``, ...
         """
-        if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-            raise SourceError(Path(source).name, "is a directory; use add_many (or `assetry add DIR`)")
+        if isinstance(source, (str, os.PathLike)):
+            check_path(source)
+            if Path(source).is_dir():
+                raise SourceError(Path(source).name, "is a directory; use add_many (or `assetry add DIR`)")
         report = self.add_many([(source, fields)], on_duplicate=on_duplicate, allow_empty=allow_empty)
         return report.assets[0]
 
@@ -426,13 +428,18 @@ class Store:
         common: Mapping[str, Any],
         recursive: bool,
     ) -> Iterator[tuple[Content, dict[str, Any]]]:
+        own = own_directories(self.config)
         for item in items:
             source, fields = item if isinstance(item, tuple) else (item, {})
             merged = {**common, **fields}
             if "tags" in common and "tags" in fields:
                 merged["tags"] = _union(_as_list(common["tags"]), _as_list(fields["tags"]))
+            if isinstance(source, (str, os.PathLike)):
+                check_path(source)
             if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-                for path in iter_files(Path(source), recursive):
+                if _identity(Path(source)) in own:
+                    raise SourceError(Path(source).name, "is this store's own directory")
+                for path in iter_files(Path(source), recursive, own):
                     yield Content.from_path(path), merged
             else:
                 yield Content.of(source), merged
@@ -887,6 +894,7 @@ class Store:
             check_label(key, "key")
         if not isinstance(directory, (str, os.PathLike)):
             raise ValidationError("directory", f"expected a path, got {type(directory).__name__}")
+        check_path(directory, "directory")
         location = os.fspath(directory)
         if is_url(location):
             raise ValidationError("directory", "export writes local files; give a local directory, not a URL")
@@ -1403,17 +1411,36 @@ def new_id() -> str:
     return secrets.token_hex(16)
 
 
-def iter_files(directory: Path, recursive: bool) -> Iterator[Path]:
-    """Regular files under a directory in a stable order; hidden files and directories are skipped."""
+def iter_files(
+    directory: Path, recursive: bool, skip: frozenset[tuple[int, int]] = frozenset()
+) -> Iterator[Path]:
+    """Regular files under a directory in a stable order; hidden files and directories are skipped, and
+    so are the directories in ``skip`` (by device and inode: a store's own, inside the tree added)."""
     entries = sorted(directory.iterdir(), key=lambda p: p.name)
     for path in entries:
         if path.name.startswith("."):
             continue
         if path.is_dir() and not path.is_symlink():
-            if recursive:
-                yield from iter_files(path, recursive)
+            if recursive and _identity(path) not in skip:
+                yield from iter_files(path, recursive, skip)
         elif path.is_file():
             yield path
+
+
+def own_directories(config: Config) -> frozenset[tuple[int, int]]:
+    """A store's local directories (root, blobs, catalog) that exist, by device and inode: never walked
+    when a tree holding them is added, where their locks, manifests and blobs would become assets."""
+    own = set()
+    for location in {config.root, config.storage_url, config.catalog_url}:
+        if not is_url(location):
+            with contextlib.suppress(OSError):
+                own.add(_identity(Path(location.removeprefix("file://"))))
+    return frozenset(own)
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_dev, st.st_ino
 
 
 _DRAFT_TYPES: dict[str, dict[str, Any]] = {
@@ -1588,7 +1615,7 @@ def _atomic_write(path: Path) -> Iterator[IO[bytes]]:
         tmp.unlink(missing_ok=True)
 
 
-__all__ = ["DeleteReport", "IngestReport", "Store", "iter_files", "new_id", "open"]
+__all__ = ["DeleteReport", "IngestReport", "Store", "iter_files", "new_id", "open", "own_directories"]
 
 
 def _backend_options(options_type: type[Any] | None, config: Config, key: str) -> Any:
