@@ -149,6 +149,17 @@ def test_an_empty_or_broken_tenant_is_refused_before_anything_is_created(tmp_pat
     assert not (tmp_path / ".assetry").exists()
 
 
+@pytest.mark.parametrize("dimension", [0, -3, 65_537, 2**31, 10**20])
+def test_a_dimension_out_of_range_is_refused_before_anything_is_made(tmp_path: Path, dimension: int) -> None:
+    """A typo of a dimension used to fail half-way through creating the catalog, which then recorded it
+    and refused every later open with the right one."""
+    with pytest.raises(ConfigError) as info:
+        assetry.open(root=tmp_path / "s", vectors={"dimension": dimension})
+    assert info.value.field == "vectors.dimension"
+    assert not (tmp_path / "s").exists()
+    assetry.open(root=tmp_path / "s", vectors={"dimension": 65_536}).close()
+
+
 def test_backend_options_are_validated_by_the_backend(tmp_path: Path) -> None:
     write(tmp_path / "assetry.toml", "[catalog.options]\nno_such_option = 1\n")
     with pytest.raises(ConfigError) as info:

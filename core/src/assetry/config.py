@@ -40,6 +40,16 @@ def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
         raise ConfigError(attribute.name, f"must be > 0, got {value!r}")
 
 
+MAX_DIMENSION = 65_536
+"""The longest embedding a catalog takes. Models stop around 12,288 dimensions; far larger values are
+typos, and beyond 2**31 LanceDB fails half-way through creating the catalog."""
+
+
+def _dimension(_: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not 0 < value <= MAX_DIMENSION:
+        raise ConfigError(attribute.name, f"must be between 1 and {MAX_DIMENSION:,}, got {value!r}")
+
+
 def _non_empty(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
     if value is not None and not value.strip():
         raise ConfigError(attribute.name, "must not be empty")
@@ -86,7 +96,7 @@ class CatalogSection:
 
 @attrs.frozen(kw_only=True)
 class VectorsSection:
-    dimension: int = attrs.field(default=1536, validator=_positive)
+    dimension: int = attrs.field(default=1536, validator=_dimension)
     """Length of the embeddings callers supply. Fixed when the catalog is created."""
     metric: str = attrs.field(default="cosine")
 
