@@ -69,9 +69,13 @@ def test_invalid_draft_names_the_field(data: dict[str, Any], field: str) -> None
     assert str(info.value).startswith(field)
 
 
-def test_huge_finite_embedding_values_are_valid() -> None:
-    # Their sum overflows to infinity; each value is still finite.
-    assert draft(embedding=[1e308, 1e308, -1.0]).embedding == (1e308, 1e308, -1.0)
+def test_embedding_values_must_fit_32_bit_floats() -> None:
+    """They are stored as float32, where 1e39 would become infinity; the largest float32 is kept."""
+    assert draft(embedding=[3.4e38, -3.4e38, 1.0]).embedding == (3.4e38, -3.4e38, 1.0)
+    # (Values whose sum overflows even float64 are finite one by one, but beyond float32 too.)
+    with pytest.raises(ValidationError, match="32-bit floats") as info:
+        draft(embedding=[1e308, 1e308, -1.0])
+    assert info.value.field == "embedding"
 
 
 def test_valid_draft_keeps_values() -> None:

@@ -849,6 +849,7 @@ def test_bad_arguments_are_validation_errors_naming_them(store: Store, tmp_path:
         (lambda: store.find(offset=2**32), "offset"),
         (lambda: store.search("x", vector=vec(1), limit=2**31), "limit"),
         (lambda: store.search(vector=[0.0] * DIMENSION), "vector"),  # no direction for cosine
+        (lambda: store.search(vector=[1e39] * DIMENSION), "vector"),  # infinite as float32
         (lambda: store.add(b"zero", label="zero", embedding=[0.0] * DIMENSION), "embedding"),
         (lambda: store.update(asset.id, embedding=[0.0] * DIMENSION), "embedding"),
         # Arguments of the wrong shape, not just the wrong value: no raw TypeError from deep inside.
@@ -889,6 +890,31 @@ def test_bad_arguments_are_validation_errors_naming_them(store: Store, tmp_path:
     assert not store_root_export.exists()
     store.flush()  # a use refused was not queued either
     assert store.get(asset.id).access_count == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"prompt": "bad \udcff bytes"}, "prompt"),  # how Python hands over an argv that is not UTF-8
+        ({"label": "\udcff.txt"}, "label"),
+        ({"model": "m\udc80"}, "model"),
+        ({"tags": ["ok", "t\udcff"]}, "tags"),
+        ({"extra": {"k": "v\udcff"}}, "extra"),
+        ({"extra": {"k\udcff": 1}}, "extra"),
+        ({"embedding": [1.0] * (DIMENSION - 1) + [1e39]}, "embedding"),  # finite, but not as float32
+    ],
+)
+def test_values_the_catalog_cannot_store_are_refused_before_the_blob_is_written(
+    store: Store, store_root: Path, fields: dict[str, Any], field: str
+) -> None:
+    store.add(b"already here", label="here.txt")
+    paths_before = sorted(store_root.rglob("*"))
+    before = snapshot(store)
+    with pytest.raises(ValidationError) as info:
+        store.add(b"new content", **{"label": "new.txt", **fields})
+    assert info.value.field == field
+    assert snapshot(store) == before
+    assert sorted(store_root.rglob("*")) == paths_before  # not even an empty shard directory
 
 
 def test_numpy_float32_vectors_are_taken(store: Store) -> None:

@@ -43,6 +43,17 @@ def _strict_str(value: Any, cls: type) -> Any:
         return _enum(value, cls)
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__} {value!r}")
+    return _unicode(value)
+
+
+def _unicode(value: str) -> str:
+    # Undecodable bytes (a command-line argument or file name that is not UTF-8 arrives as lone
+    # surrogates) cannot be stored as text: refused here, before any blob is written, not by the catalog.
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise TypeError(f"{value!r:.60} is not valid Unicode (undecodable bytes?)") from None
     return value
 
 
@@ -104,7 +115,7 @@ def _primitive_union(value: Any, t: Any) -> Any:
     if type(value) in allowed or (
         isinstance(value, int) and not isinstance(value, bool) and float in allowed
     ):
-        return value
+        return _unicode(value) if isinstance(value, str) else value
     names = " or ".join("null" if a is type(None) else a.__name__ for a in allowed)
     raise TypeError(f"expected {names}, got {type(value).__name__} {value!r}")
 

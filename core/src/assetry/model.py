@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -170,9 +170,16 @@ def check_json(value: Any, field: str) -> None:
     if isinstance(value, Mapping) and not value:
         return  # most records carry no parameters or extra: ~4 us of json.dumps each, twice per record
     try:
-        json.dumps(value, allow_nan=False, sort_keys=True)
+        text = json.dumps(value, allow_nan=False, sort_keys=True, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValidationError(field, f"cannot be stored as JSON: {exc}") from None
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: undecodable bytes from a command line or a file
+            raise ValidationError(
+                field, "holds text that is not valid Unicode (undecodable bytes?)"
+            ) from None
     if isinstance(value, Mapping):
         for key, item in value.items():
             if isinstance(item, Mapping):
@@ -181,6 +188,25 @@ def check_json(value: Any, field: str) -> None:
 
 def _check_json(_: object, attribute: attrs.Attribute[Any], value: Mapping[str, Any]) -> None:
     check_json(value, attribute.name)
+
+
+FLOAT32_MAX = 3.4028234663852886e38
+"""Embeddings are stored as 32-bit floats: a finite value beyond this would become infinity."""
+FLOAT32_RANGE = f"has values beyond what 32-bit floats hold (|x| <= {FLOAT32_MAX:.4g})"
+
+
+def check_float32_range(values: Sequence[float], field: str) -> None:
+    if max(map(abs, values)) > FLOAT32_MAX:
+        raise ValidationError(field, FLOAT32_RANGE)
+
+
+def _check_new_embedding(
+    obj: object, attribute: attrs.Attribute[Any], value: tuple[float, ...] | None
+) -> None:
+    """A draft's embedding: also within what 32-bit floats hold, checked before its blob is written."""
+    _check_embedding(obj, attribute, value)
+    if value is not None:
+        check_float32_range(value, attribute.name)
 
 
 def _check_embedding(_: object, attribute: attrs.Attribute[Any], value: tuple[float, ...] | None) -> None:
@@ -273,7 +299,7 @@ class AssetDraft:
     height: int | None = attrs.field(default=None, validator=_check_non_negative)
     duration: float | None = attrs.field(default=None, validator=_check_non_negative)
     extra: Mapping[str, Any] = attrs.field(factory=dict, converter=_frozen_mapping, validator=_check_json)
-    embedding: tuple[float, ...] | None = attrs.field(default=None, validator=_check_embedding)
+    embedding: tuple[float, ...] | None = attrs.field(default=None, validator=_check_new_embedding)
     pinned: bool = False
 
 

@@ -67,6 +67,7 @@ from assetry.model import (
     StoredBlob,
     StoreStats,
     UsageEvent,
+    check_float32_range,
     check_label,
     check_name,
     filter_digest,
@@ -1067,6 +1068,7 @@ class Store:
             raise ValidationError(
                 "vector", f"has {len(values)} dimensions; the store uses {self.config.vectors.dimension}"
             )
+        check_float32_range(values, "vector")  # what the index compares in
         self._check_direction(values, "vector")
         return values
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from assetry.errors import ValidationError
-from assetry.model import Asset, Kind, Links, Provenance, Status
+from assetry.model import FLOAT32_RANGE, Asset, Kind, Links, Provenance, Status
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 STRINGS = pa.list_(pa.string())
@@ -206,14 +206,11 @@ def assets_table(assets: Sequence[Asset], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-FLOAT32_MAX = 3.4028234663852886e38
-
-
 def check_float32(vectors: pa.Array, field: str) -> None:
     """Vectors are stored as 32-bit floats, where a finite value beyond ~3.4e38 becomes infinity, and a
     record holding one could no longer be read back (`Asset` refuses infinities)."""
     if pc.all(pc.is_finite(vectors.flatten())).as_py() is False:
-        raise ValidationError(field, f"has values beyond what 32-bit floats hold (|x| <= {FLOAT32_MAX:.4g})")
+        raise ValidationError(field, FLOAT32_RANGE)
 
 
 def usage_table(ids: Sequence[str], last_used: Sequence[datetime | None], counts: Sequence[int]) -> pa.Table:
