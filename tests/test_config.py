@@ -134,6 +134,10 @@ def test_corrupt_file_is_a_clear_error_and_creates_nothing(tmp_path: Path) -> No
         assetry.open()
     assert not (tmp_path / ".assetry").exists()
     assert not (tmp_path / "x").exists()
+    (tmp_path / "assetry.toml").write_bytes(b"[store]\nroot = '\xff\xfe'\n")  # Latin-1, not UTF-8
+    with pytest.raises(ConfigError, match=r"^assetry.toml: not UTF-8 text \(byte 16\)$"):
+        assetry.open()
+    assert not (tmp_path / ".assetry").exists()
 
 
 @pytest.mark.parametrize("tenant", ["", "  ", "two\nlines"])

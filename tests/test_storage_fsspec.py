@@ -30,7 +30,14 @@ from assetry._testing.storage import BlobStoreContract
 from assetry.backends import BlobStore, StorageSpec
 from assetry.content import HEAD_SIZE, Content
 from assetry.digests import CHUNK_SIZE, digest_bytes, digest_stream, split_digest
-from assetry.errors import BlobNotFound, ConfigError, ContentMismatch, NotSupported, ValidationError
+from assetry.errors import (
+    BackendError,
+    BlobNotFound,
+    ConfigError,
+    ContentMismatch,
+    NotSupported,
+    ValidationError,
+)
 from assetry_fsspec import plugin, storage
 from assetry_fsspec.storage import FsspecBlobStore
 from tests.instrumented import FlippingContent, InstrumentedContent
@@ -711,6 +718,16 @@ def test_local_lock_is_shared_by_ingests_and_exclusive_for_deletion(tmp_path: Pa
     deletion.join(timeout=30)
     assert acquired.is_set()
     assert (tmp_path / "store" / "store.lock").is_file()
+
+
+def test_a_lock_that_cannot_be_made_is_one_backend_error(tmp_path: Path) -> None:
+    """A store root that is not a writable directory (here a file: ENOTDIR, which root cannot bypass
+    as it does permissions) fails the lock with an error naming it, not an OSError traceback."""
+    (tmp_path / "root").write_text("a file, not a directory")
+    store = FsspecBlobStore.from_spec(StorageSpec(str(tmp_path / "root" / "store"), "blake3"))
+    not_a_directory = r"cannot take the lock …/store/store.lock.gate: Not a directory"
+    with pytest.raises(BackendError, match=not_a_directory), store.lock(exclusive=True):
+        pass
 
 
 def test_a_waiting_deletion_is_not_overtaken_by_later_ingests(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -281,6 +282,31 @@ def test_unreadable_file(store: Store, tmp_path: Path) -> None:
     _unchanged(store, before)
 
 
+@pytest.mark.parametrize("size", [3 * 1024 * 1024, 12 * 1024 * 1024])  # the small-file path, the large
+def test_a_store_that_cannot_be_written_is_blamed_not_the_source(tmp_path: Path, size: int) -> None:
+    """A real write failure: a file size limit (RLIMIT_FSIZE, in a child process) makes writing the blob
+    fail with EFBIG, while the source reads fine. The error names the store, not the source."""
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(size))
+    script = f"""
+import resource, signal, assetry
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+store = assetry.open(root={str(tmp_path / "s")!r})
+store.add(b"small", label="small.txt")  # the catalog is written before the limit
+resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, resource.RLIM_INFINITY))
+try:
+    store.add({str(source)!r})
+except assetry.AssetryError as exc:
+    print(type(exc).__name__, exc)
+print(store.stats().usage.assets)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    error, assets = out.strip().splitlines()
+    assert error.startswith("BackendError local:")
+    assert error.endswith("cannot store big.bin: File too large")
+    assert assets == "1"
+
+
 def test_empty_file_is_rejected_unless_allowed(store: Store, tmp_path: Path) -> None:
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
@@ -440,6 +466,23 @@ def test_usage_is_flushed_on_close(store_root: Path) -> None:
         assert s.get(asset.id).access_count == 1
 
 
+def test_usage_that_cannot_be_written_at_close_is_one_logged_line(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A catalog refusing the last fold (stood in for by a closed store's backend, which refuses every
+    call: a read-only or vanished catalog cannot be made on demand here) is logged on one line, as a
+    command prints it, not with a traceback."""
+    from assetry.store import UsageRecorder, _close_backends, _Closed
+
+    recorder = UsageRecorder(typing.cast(Any, _Closed()), flush_events=100, flush_seconds=60)
+    recorder.assetry_access(store.add(b"x", label="x"), "read", None)
+    with caplog.at_level(logging.ERROR, logger="assetry.store"):
+        _close_backends(recorder, store.catalog, store.blobs, None)
+    [record] = caplog.records
+    assert record.getMessage().startswith("could not write buffered usage events: the store is closed")
+    assert record.exc_info is None
+
+
 def test_usage_tracking_can_be_disabled(store_root: Path) -> None:
     with assetry.open(root=store_root, vectors={"dimension": DIMENSION}, usage={"enabled": False}) as s:
         asset = s.add(b"x", label="x")
@@ -503,6 +546,9 @@ def test_a_failed_export_leaves_nothing_it_wrote_and_names_the_asset(store: Stor
         store.export([good.id, broken.id], out)
     assert sorted(p.name for p in out.iterdir()) == ["kept"]  # no one.txt, no manifest, no temporary file
     assert store.export([good.id], out)[good.id].read_bytes() == b"good"  # not refused as "already exists"
+    with pytest.raises(BlobNotFound):
+        store.export([good.id, broken.id], tmp_path / "new")
+    assert not (tmp_path / "new").exists()  # a directory the export made is removed with what it wrote
 
 
 def test_export_file_system_errors_name_the_file(store: Store, tmp_path: Path) -> None:
@@ -534,7 +580,7 @@ def test_export_blames_the_store_not_the_target_when_content_cannot_be_read(
     blob.mkdir()  # what a disk error would do, for real: reading it fails with an OSError
     with pytest.raises(BackendError, match=f"asset {asset.id} \\(picture.png\\): cannot read its content"):
         store.export([asset.id], tmp_path / "out")
-    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # made by the export, removed with what it wrote
 
 
 # -- find and search ------------------------------------------------------------------------------------

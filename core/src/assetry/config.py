@@ -332,6 +332,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(None, f"not valid TOML: {exc}", source=path.name) from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 text
+        raise ConfigError(None, f"not UTF-8 text (byte {exc.start})", source=path.name) from None
     except OSError as exc:
         raise ConfigError(None, f"cannot read: {exc.strerror}", source=path.name) from None
 

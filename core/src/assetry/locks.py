@@ -8,6 +8,8 @@ import os
 import sys
 from collections.abc import Iterator
 
+from assetry.errors import BackendError
+
 
 @contextlib.contextmanager
 def flock(path: str, *, exclusive: bool) -> Iterator[None]:
@@ -49,7 +51,11 @@ def _open_fd(path: str) -> Iterator[int]:
 def _open(path: str) -> int:
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
     try:
-        return os.open(path, flags, 0o666)
-    except FileNotFoundError:  # its directory was removed (or not made yet)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        return os.open(path, flags, 0o666)
+        try:
+            return os.open(path, flags, 0o666)
+        except FileNotFoundError:  # its directory was removed (or not made yet)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return os.open(path, flags, 0o666)
+    except OSError as exc:  # a store on a read-only file system, say: one line naming the lock
+        shown = os.path.join("…", os.path.basename(os.path.dirname(path)), os.path.basename(path))
+        raise BackendError(f"cannot take the lock {shown}: {exc.strerror or exc}") from None

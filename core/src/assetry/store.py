@@ -11,6 +11,7 @@ yet, docs/architecture.md) but never a row whose content is missing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import logging
@@ -35,6 +36,7 @@ from assetry.content import Content, Source, check_path
 from assetry.errors import (
     AmbiguousId,
     AssetNotFound,
+    AssetryError,
     BackendError,
     BlobNotFound,
     ConfigError,
@@ -709,7 +711,10 @@ class Store:
             failure = failures[index]
             if isinstance(failure, OSError):
                 reason = failure.strerror or str(failure)
-                raise SourceError(contents[index].name or "source", f"cannot read: {reason}") from None
+                name = contents[index].name or "source"
+                if _is_write_failure(failure, contents[index]):
+                    raise BackendError(f"{self.blobs.describe()}: cannot store {name}: {reason}") from None
+                raise SourceError(name, f"cannot read: {reason}") from None
             raise failure
         # Equal contents put at the same moment may both report a write: count one write per digest.
         # (Only an earlier *write* of the digest demotes a later one: an earlier put that found the blob
@@ -915,6 +920,7 @@ class Store:
                     raise SourceError(path.name, "already exists in the export directory (use overwrite)")
         result: dict[str, Path] = {}
         created: list[Path] = []  # removed if the export fails, so that running it again is not refused
+        made_directory = not target.exists()
         path = target
         try:
             target.mkdir(parents=True, exist_ok=True)
@@ -934,6 +940,9 @@ class Store:
         except BaseException as exc:
             for done in created:
                 done.unlink(missing_ok=True)
+            if made_directory:
+                with contextlib.suppress(OSError):  # left if anything else was written there meanwhile
+                    target.rmdir()
             if isinstance(exc, OSError):  # writing the export (reading the store fails as BackendError)
                 raise SourceError(path.name, exc.strerror or str(exc)) from None
             raise
@@ -1300,6 +1309,8 @@ def _close_backends(
     try:
         if usage is not None:
             usage.flush()
+    except AssetryError as exc:  # a catalog that cannot be written (read-only, gone): one line, no traceback
+        log.error("could not write buffered usage events: %s", exc)
     except Exception:
         log.exception("could not write buffered usage events")
     finally:
@@ -1427,6 +1438,18 @@ def iter_files(
                 yield from iter_files(path, recursive, skip)
         elif path.is_file():
             yield path
+
+
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+def _is_write_failure(failure: OSError, content: Content) -> bool:
+    """Whether a put failed writing into the store (disk full, a file size limit, a path in the store)
+    rather than reading its source: the two are told apart so the error blames the right one."""
+    if failure.errno in _WRITE_ERRNOS:
+        return True
+    source = content.local_path
+    return failure.filename is not None and (source is None or Path(failure.filename) != source)
 
 
 def own_directories(config: Config) -> frozenset[tuple[int, int]]:
