@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import tomllib
 from pathlib import Path
 
@@ -156,6 +157,51 @@ def test_add_glob_and_embedding_file(project: Path) -> None:
     a_id = next(a["id"] for a in out["assets"] if a["label"] == "a.png")
     hits = json.loads(ok("search", "--similar-to", a_id, "--json").output)
     assert [h["asset"]["label"] for h in hits] == ["b.png"]
+
+
+def run_unless_blocked(fifo: Path, *args: str) -> Result:
+    """`run`, in a thread: should the command block opening the FIFO, it is let go (end of file) and the
+    test fails, instead of hanging."""
+    results: list[Result] = []
+    thread = threading.Thread(target=lambda: results.append(run(*args)), daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(60)
+        pytest.fail(f"{args} blocked on the FIFO")
+    return results[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_vector_files_must_be_regular_files(project: Path) -> None:
+    """A FIFO given as --embedding-file or --vector-file hung the command forever."""
+    (project / "e1.bin").write_bytes(b"e1")
+    os.mkfifo(project / "ff")
+    for args in (("add", "e1.bin", "--embedding-file", "ff"), ("search", "--vector-file", "ff")):
+        result = run_unless_blocked(project / "ff", *args)
+        assert result.exit_code == 1
+        assert result.output == "Error: ff: is not a regular file\n", args
+    if Path("/dev/null").exists():  # a device: /dev/zero would never end
+        assert run("search", "--vector-file", "/dev/null").output == "Error: null: is not a regular file\n"
+    assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 0
+
+
+def test_vector_file_errors_name_the_file(project: Path) -> None:
+    (project / "e1.bin").write_bytes(b"e1")
+    (project / "object.json").write_text(json.dumps({"e1.bin": [1, 0, 0, 0]}))
+    (project / "short.json").write_text("[1, 0]")
+    # search adds no files: the object is not "naming a file not among the files added".
+    result = run("search", "--vector-file", "object.json")
+    assert result.exit_code == 1
+    assert result.output == "Error: object.json: expected a JSON list of numbers, got an object\n"
+    result = run("search", "--vector-file", "short.json")
+    assert result.exit_code == 1
+    assert result.output == "Error: short.json: vector: has 2 dimensions; the store uses 4\n"
+    result = run("add", "e1.bin", "--embedding-file", "short.json")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: short.json: embedding: has 2 dimensions;")
+    assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 0
 
 
 def test_search_by_text(project: Path) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import logging
 import os
+import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -156,15 +158,33 @@ def expand_paths(patterns: Sequence[str], recursive: bool) -> list[Path]:
     return files
 
 
+def read_json_file(path: str) -> Any:
+    """The JSON in a file given to an option (``--embedding-file``, ``--vector-file``)."""
+    name = Path(path).name
+    try:
+        # Only a regular file: a FIFO would block the open (or the read) forever, a device never end.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise SourceError(name, "is not a regular file")
+        # O_NONBLOCK: should a FIFO replace the file between the two calls, the open cannot hang either.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise SourceError(name, "is not a regular file")
+            text = f.read()
+    except FileNotFoundError:
+        raise SourceError(name, "no such file") from None
+    except OSError as exc:
+        raise SourceError(name, f"cannot be read: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise SourceError(name, f"not a readable JSON file: {exc}") from None
+
+
 def read_embedding_file(path: str, files: Sequence[Path]) -> dict[Path, list[float]]:
     """``--embedding-file``: a JSON list (one file added) or an object mapping file names to lists."""
     name = Path(path).name
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise SourceError(name, "no such file") from None
-    except (OSError, ValueError) as exc:
-        raise SourceError(name, f"not a readable JSON file: {exc}") from None
+    data = read_json_file(path)
     if isinstance(data, list):
         if len(files) != 1:
             raise SourceError(
@@ -181,6 +201,31 @@ def read_embedding_file(path: str, files: Sequence[Path]) -> dict[Path, list[flo
             result[target] = vector
         return result
     raise SourceError(name, "expected a JSON list of numbers or an object of them")
+
+
+def read_vector_file(path: str) -> Any:
+    """``search --vector-file``: one JSON list of numbers (the store checks the numbers)."""
+    data = read_json_file(path)
+    if not isinstance(data, list):
+        raise SourceError(Path(path).name, f"expected a JSON list of numbers, got {_json_type(data)}")
+    return data
+
+
+@contextlib.contextmanager
+def blame_file(path: str | None, field: str) -> Iterator[None]:
+    """Errors on ``field`` (``vector``, ``embedding[2]``) name the file its value was read from: the
+    user typed no option of that name."""
+    try:
+        yield
+    except ValidationError as exc:
+        if path is None or not exc.field or exc.field.partition("[")[0] != field:
+            raise
+        raise SourceError(Path(path).name, str(exc)) from None
+
+
+def _json_type(data: Any) -> str:
+    names = {dict: "an object", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if data is None else names.get(type(data), type(data).__name__)
 
 
 def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -378,7 +423,10 @@ def add(
     items = [(f, {"embedding": vectors[f]} if f in vectors else {}) for f in files]
     store = state.store(create=True)
     show_bar = len(files) > 1 and not as_json
-    with click.progressbar(length=len(files), label="Adding", file=sys.stderr, hidden=not show_bar) as bar:
+    with (
+        click.progressbar(length=len(files), label="Adding", file=sys.stderr, hidden=not show_bar) as bar,
+        blame_file(embedding_file, "embedding"),
+    ):
         report = store.add_many(
             items,
             on_duplicate=on_duplicate,  # type: ignore[arg-type]
@@ -571,12 +619,11 @@ def search(
     if similar_to:
         hits = store.similar(similar_to, limit=limit, **filters)
     else:
-        vector = None
-        if vector_file:
-            vector = read_embedding_file(vector_file, [Path("query")])[Path("query")]
+        vector = read_vector_file(vector_file) if vector_file else None
         if not text and vector is None:
             raise click.UsageError("give TEXT, --similar-to or --vector-file")
-        hits = store.search(text, vector=vector, limit=limit, **filters)
+        with blame_file(vector_file, "vector"):
+            hits = store.search(text, vector=vector, limit=limit, **filters)
     if as_json:
         emit_json([{"score": h.score, "distance": h.distance, "asset": asset_json(h.asset)} for h in hits])
         return
