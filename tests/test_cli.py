@@ -159,6 +159,45 @@ def test_add_glob_and_embedding_file(project: Path) -> None:
     assert [h["asset"]["label"] for h in hits] == ["b.png"]
 
 
+def test_embedding_file_keys_are_paths_and_a_name_must_be_unambiguous(project: Path) -> None:
+    """Keys were matched by file name only: with m1/same.bin and m2/same.bin added, one vector silently
+    overwrote the other."""
+    for d, content in (("m1", "one"), ("m2", "two"), ("m3", "three")):
+        (project / d).mkdir()
+        (project / d / "same.bin").write_text(content)
+    vectors = {"m1/same.bin": [1, 0, 0, 0], str(project / "m2" / "same.bin"): [0, 1, 0, 0]}
+    (project / "vm.json").write_text(json.dumps(vectors))
+    added = json.loads(ok("add", "m1", "m2", "--embedding-file", "vm.json", "--json").output)["assets"]
+    embeddings = {
+        ok("cat", a["id"]).output: json.loads(ok("show", a["id"], "--json", "--embedding").output)[
+            "embedding"
+        ]
+        for a in added
+    }
+    assert embeddings == {"one": [1, 0, 0, 0], "two": [0, 1, 0, 0]}
+    # A bare name (or a path written elsewhere) still matches when one file added has that name.
+    (project / "name.json").write_text('{"elsewhere/same.bin": [0, 0, 1, 0]}')
+    ok("add", "m3", "--embedding-file", "name.json")
+    for keys, message in [
+        (
+            '{"same.bin": [1, 0, 0, 0]}',
+            "key 'same.bin' matches several files added (m1/same.bin, m2/same.bin)",
+        ),
+        ('{"m3/same.bin": [1, 0, 0, 0]}', "key 'm3/same.bin' names none of the files added"),
+        ('{"x.bin": [1, 0, 0, 0]}', "key 'x.bin' names none of the files added"),
+        (
+            '{"m1/same.bin": [1, 0, 0, 0], "./m1/same.bin": [0, 1, 0, 0]}',
+            "keys 'm1/same.bin' and './m1/same.bin' both name 'm1/same.bin'",
+        ),
+        ('{"m1/same.bin": [1, 0, 0, 0], "m1/same.bin": [0, 1, 0, 0]}', "key 'm1/same.bin' is given twice"),
+    ]:
+        (project / "keys.json").write_text(keys)
+        result = run("add", "m1", "m2", "--embedding-file", "keys.json", "--on-duplicate", "keep")
+        assert result.exit_code == 1
+        assert result.output.startswith(f"Error: keys.json: {message}"), result.output
+    assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 3
+
+
 def run_unless_blocked(fifo: Path, *args: str) -> Result:
     """`run`, in a thread: should the command block opening the FIFO, it is let go (end of file) and the
     test fails, instead of hanging."""

@@ -158,8 +158,9 @@ def expand_paths(patterns: Sequence[str], recursive: bool) -> list[Path]:
     return files
 
 
-def read_json_file(path: str) -> Any:
-    """The JSON in a file given to an option (``--embedding-file``, ``--vector-file``)."""
+def read_json_file(path: str, duplicates: list[str] | None = None) -> Any:
+    """The JSON in a file given to an option (``--embedding-file``, ``--vector-file``); the keys that
+    appear twice in an object are appended to ``duplicates``."""
     name = Path(path).name
     try:
         # Only a regular file: a FIFO would block the open (or the read) forever, a device never end.
@@ -175,32 +176,68 @@ def read_json_file(path: str) -> Any:
         raise SourceError(name, "no such file") from None
     except OSError as exc:
         raise SourceError(name, f"cannot be read: {exc.strerror or exc}") from None
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, value in items:
+            if key in obj and duplicates is not None:
+                duplicates.append(key)
+            obj[key] = value
+        return obj
+
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=pairs)
     except ValueError as exc:
         raise SourceError(name, f"not a readable JSON file: {exc}") from None
 
 
-def read_embedding_file(path: str, files: Sequence[Path]) -> dict[Path, list[float]]:
-    """``--embedding-file``: a JSON list (one file added) or an object mapping file names to lists."""
+def read_embedding_file(path: str, files: Sequence[Path]) -> dict[Path, Any]:
+    """``--embedding-file``: a JSON list (one file added) or an object mapping the files added to lists."""
     name = Path(path).name
-    data = read_json_file(path)
+    duplicates: list[str] = []
+    data = read_json_file(path, duplicates)
     if isinstance(data, list):
         if len(files) != 1:
-            raise SourceError(
-                name, "a single vector needs exactly one file; use an object {file name: vector}"
-            )
+            raise SourceError(name, "a single vector needs exactly one file; use an object {file: vector}")
         return {files[0]: data}
-    if isinstance(data, dict):
-        by_name = {f.name: f for f in files}
-        result = {}
-        for key, vector in data.items():
-            target = by_name.get(Path(key).name)
-            if target is None:
-                raise SourceError(name, f"names {key!r}, which is not among the files added")
-            result[target] = vector
-        return result
-    raise SourceError(name, "expected a JSON list of numbers or an object of them")
+    if not isinstance(data, dict):
+        raise SourceError(
+            name, f"expected a JSON list of numbers or an object of them, got {_json_type(data)}"
+        )
+    if duplicates:  # json.loads keeps the last one, silently
+        raise SourceError(name, f"key {duplicates[0]!r} is given twice")
+    # The files added, by real path: one file may be added under two names (`d` and `d/x.png`).
+    by_path: dict[str, list[Path]] = {}
+    for f in files:
+        by_path.setdefault(os.path.realpath(f), []).append(f)
+    by_name: dict[str, list[str]] = {}
+    for real, spelt in by_path.items():
+        for file_name in {f.name for f in spelt}:
+            by_name.setdefault(file_name, []).append(real)
+    claimed: dict[str, str] = {}
+    result: dict[Path, Any] = {}
+    for key, vector in data.items():
+        real = os.path.realpath(key) if key else ""
+        if real not in by_path:
+            # By file name (keys written relative to another directory, or bare names), only when one file
+            # added has that name: two `same.bin` in two directories must not share, or swap, a vector.
+            # Not when the key is the path of another file: that file was not added.
+            matches = (
+                [] if Path(key).name != key and os.path.lexists(key) else by_name.get(Path(key).name, [])
+            )
+            if not matches:
+                raise SourceError(name, f"key {key!r} names none of the files added")
+            if len(matches) > 1:
+                shown = ", ".join(str(by_path[m][0]) for m in matches[:3])
+                raise SourceError(name, f"key {key!r} matches several files added ({shown}); give its path")
+            real = matches[0]
+        if real in claimed:
+            both = str(by_path[real][0])
+            raise SourceError(name, f"keys {claimed[real]!r} and {key!r} both name {both!r}")
+        claimed[real] = key
+        for f in by_path[real]:
+            result[f] = vector
+    return result
 
 
 def read_vector_file(path: str) -> Any:
@@ -383,7 +420,7 @@ def init(directory: str, dimension: int, metric: str) -> None:
 @click.option(
     "--embedding-file",
     type=click.Path(dir_okay=False),
-    help="JSON vector (one file) or {file name: vector} object.",
+    help="JSON vector (one file) or {file path or name: vector} object.",
 )
 @click.option("--pin", is_flag=True, help="Protect from quota eviction.")
 @click.option(
