@@ -426,6 +426,28 @@ def test_demo_gc_keeps_the_used_and_pinned_assets_and_its_hint_names_one_that_ex
         ok("show", asset_id)
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_that_cannot_be_written_is_one_error_line(project: Path) -> None:
+    """A full disk behind standard output gave a traceback; a closed pipe (`| head -0`) stays quiet."""
+    (project / "a.txt").write_text("a" * 100)
+    asset_id = json.loads(ok("add", "a.txt", "--json").output)["assets"][0]["id"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETRY_")} | {"ASSETRY_DAEMON": "0"}
+    command = [sys.executable, "-m", "assetry"]
+    for args in (["ls", "--json"], ["stats"], ["cat", asset_id]):
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(
+                [*command, *args], stdout=full, stderr=subprocess.PIPE, text=True, env=env, check=False
+            )
+        assert result.returncode == 1, args
+        assert result.stderr == "Error: standard output: No space left on device\n", args
+    closed = subprocess.Popen([*command, "ls"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert closed.stdout is not None
+    assert closed.stderr is not None
+    closed.stdout.close()
+    assert closed.stderr.read() == b""
+    assert closed.wait() == 1
+
+
 def test_main_entry_point_in_a_subprocess(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETRY_")}
     (tmp_path / "a.txt").write_text("a")

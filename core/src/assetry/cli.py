@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import logging
@@ -323,14 +324,78 @@ def collect_filters(kw: dict[str, Any]) -> dict[str, Any]:
 # -- the group ----------------------------------------------------------------------------------------------
 
 
+class OutputError(Exception):
+    """Standard output could not be written (a full disk, a quota): the command's output, not its work,
+    failed, and the user is told so in one line."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+        super().__init__(f"standard output: {error.strerror or error}")
+
+
+class GuardedOutput:
+    """``sys.stdout`` (or its ``buffer``) whose write errors are `OutputError`: an OSError that reaches
+    the group could come from anywhere, this one comes from the output. A closed pipe (EPIPE) stays an
+    OSError, which click ends quietly, as Unix tools end when a reader such as ``head`` has gone."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    @property
+    def buffer(self) -> GuardedOutput:
+        return GuardedOutput(self._stream.buffer)
+
+    def write(self, data: Any) -> Any:
+        return self._guard(self._stream.write, data)
+
+    def writelines(self, lines: Any) -> Any:
+        return self._guard(self._stream.writelines, lines)
+
+    def flush(self) -> Any:
+        return self._guard(self._stream.flush)
+
+    @staticmethod
+    def _guard(call: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return call(*args)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise
+            raise OutputError(exc) from None
+
+
+def _drop_output() -> None:
+    """Point descriptor 1 at the null device: what is still buffered for standard output is then
+    written there at exit, instead of failing again in a second report ("Exception ignored ...")."""
+    try:
+        fd = sys.__stdout__.fileno() if sys.__stdout__ else 1
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError):  # no descriptor (captured output in tests)
+        return
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 class AssetryGroup(click.Group):
     """Turns assetry's own errors into one clear line and exit status 1, without a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        stdout = sys.stdout
+        if stdout is not None:
+            sys.stdout = GuardedOutput(stdout)
         try:
             return super().invoke(ctx)
         except AssetryError as exc:
             raise click.ClickException(redact_url(self._as_typed(ctx, exc))) from None
+        except OutputError as exc:
+            if stdout is sys.__stdout__:
+                _drop_output()
+            raise click.ClickException(str(exc)) from None
+        finally:
+            sys.stdout = stdout
 
     def _as_typed(self, ctx: click.Context, exc: AssetryError) -> str:
         """The error, naming the option the user typed (``--min-size``) where the API's field name
