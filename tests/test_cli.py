@@ -3,6 +3,7 @@ and as a real `assetry` subprocess for the installed entry point and the demo.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,7 +57,7 @@ def test_a_failed_init_leaves_nothing_behind_and_init_says_where_the_store_is(
     failed = run("init", "first")
     assert failed.exit_code == 1
     assert "vectors.dimension" in failed.output
-    assert list((tmp_path / "first").iterdir()) == []  # a second try is not refused
+    assert not (tmp_path / "first").exists()  # nor the directory it made: a second try is not refused
     monkeypatch.delenv("ASSETRY_VECTORS__DIMENSION")
     assert "in .assetry/ with" in ok("init", "first").output
 
@@ -64,6 +66,43 @@ def test_a_failed_init_leaves_nothing_behind_and_init_says_where_the_store_is(
     assert f"in {elsewhere} with" in ok("init", "second").output
     assert elsewhere.is_dir()
     assert not (tmp_path / "second" / ".assetry").exists()
+
+
+@contextlib.contextmanager
+def read_only_directory(path: Path) -> Iterator[Path]:
+    """A directory init cannot write in, as the tester made it (chattr +i) when running as root."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+    elif subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("root, and chattr cannot make a directory immutable here")
+    try:
+        yield path
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o755)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="Unix permissions")
+def test_init_reports_a_directory_it_cannot_write_in_one_line(tmp_path: Path) -> None:
+    """An OSError writing assetry.toml or making the directory was a traceback."""
+    with read_only_directory(tmp_path / "ro") as readonly:
+        reason = "(Permission denied|Operation not permitted)"  # chmod, chattr
+        refused = run("init", "ro/new/deeper")
+        assert refused.exit_code == 1
+        assert re.fullmatch(rf"Error: ro/new: {reason}\n", refused.output)
+        refused = run("init", "ro")
+        assert refused.exit_code == 1
+        assert re.fullmatch(rf"Error: ro/assetry.toml: {reason}\n", refused.output)
+        assert list(readonly.iterdir()) == []
+    (tmp_path / "file").write_text("")
+    assert run("init", "file/store").output == "Error: file/store: Not a directory\n"
+    (tmp_path / "link").mkdir()
+    (tmp_path / "link" / "assetry.toml").symlink_to(tmp_path / "elsewhere" / "assetry.toml")
+    assert run("init", "link").output == "Error: link/assetry.toml: File exists\n"
+    assert (tmp_path / "link" / "assetry.toml").is_symlink()  # the user's, left alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "link", "ro"]
 
 
 @pytest.mark.parametrize(

@@ -446,19 +446,30 @@ def init(directory: str, dimension: int, metric: str) -> None:
         raise click.ClickException(f"{CONFIG_FILENAME} already exists in {target.name or 'this directory'}")
     if dimension <= 0:
         raise click.BadParameter("must be > 0", param_hint="--dimension")
-    target.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(
-        "# assetry configuration: see docs/config.md\n"
-        '[store]\nroot = ".assetry"\n\n'
-        f'[vectors]\ndimension = {dimension}\nmetric = "{metric}"\n'
-    )
     from assetry.store import open as open_store
 
+    # A failed init leaves nothing that a second try would trip over: not the file, not the directories.
+    created = [p for p in [target.absolute(), *target.absolute().parents] if not p.exists()]
+    wrote = False
     try:
+        target.mkdir(parents=True, exist_ok=True)
+        with config_file.open("x") as f:  # "x": never through a symlink to a file somewhere else
+            wrote = True
+            f.write(
+                "# assetry configuration: see docs/config.md\n"
+                '[store]\nroot = ".assetry"\n\n'
+                f'[vectors]\ndimension = {dimension}\nmetric = "{metric}"\n'
+            )
         with open_store(config_file) as store:
             root = store.config.root
-    except BaseException:
-        config_file.unlink()  # a failed init leaves nothing that a second try would trip over
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            if wrote:
+                config_file.unlink()
+            for made in created:  # deepest first
+                made.rmdir()
+        if isinstance(exc, OSError):
+            raise click.ClickException(f"{exc.filename or config_file}: {exc.strerror or exc}") from None
         raise
     # (The environment may move the store elsewhere: say where it is.)
     shown = ".assetry/" if Path(root) == (target / ".assetry").resolve() else root
