@@ -365,6 +365,21 @@ def test_errors_are_one_clear_line(project: Path) -> None:
     assert "quota" in no_quota.output
 
 
+def test_meta_errors_name_the_option_and_the_key(project: Path) -> None:
+    """--meta x=NaN was "extra: cannot be stored as JSON" (the API's field); --meta x=1 --meta x=2 kept 2."""
+    (project / "a.txt").write_text("a")
+    for value in ("NaN", "Infinity", "1e999", "[1, -Infinity]"):
+        result = run("add", "a.txt", "--meta", "ok=1", "--meta", f"x={value}")
+        assert result.exit_code == 1
+        assert result.output.startswith(f"Error: --meta: 'x={value}': cannot be stored as JSON: "), (
+            result.output
+        )
+    twice = run("add", "a.txt", "--meta", "x=1", "--meta", " x=2")
+    assert twice.exit_code == 1
+    assert twice.output == "Error: --meta: key 'x' is given twice\n"
+    assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 0
+
+
 def test_empty_files_need_allow_empty(project: Path) -> None:
     (project / "empty.png").write_bytes(b"")
     refused = run("add", "empty.png")

@@ -21,7 +21,7 @@ from assetry import _convert
 from assetry.config import CONFIG_FILENAME, load_config
 from assetry.daemon import DEFAULT_IDLE_SECONDS
 from assetry.errors import AssetryError, ConfigError, SourceError, ValidationError
-from assetry.model import ORDERS, Asset, Hit, Kind
+from assetry.model import ORDERS, Asset, Hit, Kind, check_json
 from assetry.plugins import config_claims, get_plugin_manager
 from assetry.redact import redact_url
 from assetry.store import Store, iter_files
@@ -127,16 +127,25 @@ ASSET_HEADERS = ("ID", "KIND", "SIZE", "LABEL", "PROMPT")
 
 
 def parse_meta(pairs: Sequence[str]) -> dict[str, Any]:
-    """``k=v`` pairs; values that parse as JSON (numbers, true, lists) keep their type."""
+    """``k=v`` pairs; values that parse as JSON (numbers, true, lists) keep their type. Errors are on
+    ``meta`` (``--meta``), with the key: the store's would name its field, ``extra``, and no key."""
     meta: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--meta")
+        if key in meta:  # the last would win, silently
+            raise ValidationError("meta", f"key {key!r} is given twice")
         try:
-            meta[key.strip()] = json.loads(value)
+            value = json.loads(text)
         except json.JSONDecodeError:
-            meta[key.strip()] = value
+            value = text
+        try:
+            check_json(value, key)  # NaN, Infinity, 1e999: Python's JSON reads them, no store can keep them
+        except ValidationError as exc:
+            raise ValidationError("meta", f"{pair!r}: {exc.reason}") from None
+        meta[key] = value
     return meta
 
 
