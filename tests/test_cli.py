@@ -282,6 +282,26 @@ def test_vector_file_errors_name_the_file(project: Path) -> None:
     assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 0
 
 
+def test_show_embedding_does_what_its_help_says_and_json_keys_are_stable(project: Path) -> None:
+    """show --json lost has_embedding with --embedding; --embedding without --json printed the length only."""
+    (project / "a.txt").write_text("a")
+    (project / "b.txt").write_text("b")
+    (project / "v.json").write_text("[0.5, 0, 0, 1]")
+    with_vector = json.loads(ok("add", "a.txt", "--embedding-file", "v.json", "--json").output)["assets"][0][
+        "id"
+    ]
+    without = json.loads(ok("add", "b.txt", "--json").output)["assets"][0]["id"]
+    for asset_id, has in ((with_vector, True), (without, False)):
+        plain = json.loads(ok("show", asset_id, "--json").output)
+        full = json.loads(ok("show", asset_id, "--json", "--embedding").output)
+        assert plain["has_embedding"] is full["has_embedding"] is has
+        assert "embedding" not in plain
+        assert full["embedding"] == ([0.5, 0, 0, 1] if has else None)
+    assert "embedding  4 dimensions" in ok("show", with_vector).output
+    assert "embedding  [0.5, 0.0, 0.0, 1.0]" in ok("show", with_vector, "--embedding").output
+    assert "print the embedding vector" in " ".join(ok("show", "--help").output.split())
+
+
 def test_search_by_text(project: Path) -> None:
     (project / "x.bin").write_bytes(b"x")
     (project / "y.bin").write_bytes(b"y")

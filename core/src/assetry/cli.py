@@ -67,10 +67,13 @@ def emit_json(data: Any) -> None:
 
 
 def asset_json(asset: Asset, *, embedding: bool = False) -> dict[str, Any]:
+    """An asset for ``--json``: ``has_embedding`` always (scripts can rely on the key), the vector itself
+    only when asked for (``embedding``: 1536 numbers per asset would swamp a listing)."""
     data: dict[str, Any] = _convert.unstructure(asset)
-    if not embedding:
-        data.pop("embedding", None)
-        data["has_embedding"] = asset.embedding is not None
+    vector = data.pop("embedding", None)
+    data["has_embedding"] = asset.embedding is not None
+    if embedding:
+        data["embedding"] = vector
     return data
 
 
@@ -622,7 +625,9 @@ def ls(
 
 @cli.command()
 @click.argument("asset_id")
-@click.option("--embedding", is_flag=True, help="Include the embedding vector.")
+@click.option(
+    "--embedding", is_flag=True, help="Also print the embedding vector (a JSON list), not its length only."
+)
 @json_option
 @pass_context
 def show(state: Context, /, asset_id: str, embedding: bool, as_json: bool) -> None:
@@ -663,7 +668,7 @@ def show(state: Context, /, asset_id: str, embedding: bool, as_json: bool) -> No
         ("parents", ", ".join(asset.links.parent_ids)),
         ("references", ", ".join(asset.links.reference_ids)),
         ("extra", json.dumps(dict(asset.extra)) if asset.extra else None),
-        ("embedding", f"{len(asset.embedding)} dimensions" if asset.embedding else None),
+        ("embedding", _embedding_text(asset.embedding, embedding)),
         ("last used", ago(asset.last_used)),
         ("accesses", asset.access_count),
     ]
@@ -671,6 +676,13 @@ def show(state: Context, /, asset_id: str, embedding: bool, as_json: bool) -> No
     for key, value in rows:
         if value not in (None, ""):
             click.echo(f"{key.rjust(width)}  {printable(str(value))}")
+
+
+def _embedding_text(vector: Sequence[float] | None, full: bool) -> str | None:
+    if vector is None:
+        return None
+    # --embedding: as JSON, so that it can be copied into a --vector-file.
+    return json.dumps(list(vector)) if full else f"{len(vector)} dimensions"
 
 
 @cli.command()
