@@ -400,6 +400,19 @@ def test_meta_errors_name_the_option_and_the_key(project: Path) -> None:
     assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 0
 
 
+@pytest.mark.parametrize(
+    "option", ["--tag", "--any-tag", "--project", "--mime", "--model", "--agent", "--conversation", "--task"]
+)
+def test_empty_filter_values_are_refused(project: Path, option: str) -> None:
+    """`ls --tag ''` matched nothing and `ls --mime ''` everything, while `add --tag ''` is an error."""
+    (project / "a.txt").write_text("a")
+    ok("add", "a.txt", "--tag", "t", "--project", "p")
+    for command in (["ls"], ["search", "a"]):
+        result = run(*command, option, "x", option, "")
+        assert result.exit_code == 1
+        assert result.output == f"Error: {option}: must not be empty\n", command
+
+
 def test_empty_files_need_allow_empty(project: Path) -> None:
     (project / "empty.png").write_bytes(b"")
     refused = run("add", "empty.png")

@@ -307,6 +307,21 @@ def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def collect_filters(kw: dict[str, Any]) -> dict[str, Any]:
+    # An empty value (`--tag ""`, a variable that is not set) would quietly match nothing, or with --mime
+    # everything: refused, as `add --tag ""` is. The field is the option's name: errors name the option.
+    for key in (
+        "tags",
+        "any_tags",
+        "project",
+        "media_type",
+        "model",
+        "agent_id",
+        "conversation_id",
+        "task_id",
+    ):
+        value = kw.get(key)
+        if value == "" or (isinstance(value, tuple) and "" in value):
+            raise ValidationError(key, "must not be empty")
     filters: dict[str, Any] = {}
     for key in ("kinds", "tags", "any_tags"):
         if kw.get(key):
