@@ -3,12 +3,15 @@ and as a real `assetry` subprocess for the installed entry point and the demo.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
+import threading
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,7 +57,7 @@ def test_a_failed_init_leaves_nothing_behind_and_init_says_where_the_store_is(
     failed = run("init", "first")
     assert failed.exit_code == 1
     assert "vectors.dimension" in failed.output
-    assert list((tmp_path / "first").iterdir()) == []  # a second try is not refused
+    assert not (tmp_path / "first").exists()  # nor the directory it made: a second try is not refused
     monkeypatch.delenv("ASSETRY_VECTORS__DIMENSION")
     assert "in .assetry/ with" in ok("init", "first").output
 
@@ -63,6 +66,43 @@ def test_a_failed_init_leaves_nothing_behind_and_init_says_where_the_store_is(
     assert f"in {elsewhere} with" in ok("init", "second").output
     assert elsewhere.is_dir()
     assert not (tmp_path / "second" / ".assetry").exists()
+
+
+@contextlib.contextmanager
+def read_only_directory(path: Path) -> Iterator[Path]:
+    """A directory init cannot write in, as the tester made it (chattr +i) when running as root."""
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+    elif subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False).returncode != 0:
+        pytest.skip("root, and chattr cannot make a directory immutable here")
+    try:
+        yield path
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o755)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid"), reason="Unix permissions")
+def test_init_reports_a_directory_it_cannot_write_in_one_line(tmp_path: Path) -> None:
+    """An OSError writing assetry.toml or making the directory was a traceback."""
+    with read_only_directory(tmp_path / "ro") as readonly:
+        reason = "(Permission denied|Operation not permitted)"  # chmod, chattr
+        refused = run("init", "ro/new/deeper")
+        assert refused.exit_code == 1
+        assert re.fullmatch(rf"Error: ro/new: {reason}\n", refused.output)
+        refused = run("init", "ro")
+        assert refused.exit_code == 1
+        assert re.fullmatch(rf"Error: ro/assetry.toml: {reason}\n", refused.output)
+        assert list(readonly.iterdir()) == []
+    (tmp_path / "file").write_text("")
+    assert run("init", "file/store").output == "Error: file/store: Not a directory\n"
+    (tmp_path / "link").mkdir()
+    (tmp_path / "link" / "assetry.toml").symlink_to(tmp_path / "elsewhere" / "assetry.toml")
+    assert run("init", "link").output == "Error: link/assetry.toml: File exists\n"
+    assert (tmp_path / "link" / "assetry.toml").is_symlink()  # the user's, left alone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "link", "ro"]
 
 
 @pytest.mark.parametrize(
@@ -158,6 +198,110 @@ def test_add_glob_and_embedding_file(project: Path) -> None:
     assert [h["asset"]["label"] for h in hits] == ["b.png"]
 
 
+def test_embedding_file_keys_are_paths_and_a_name_must_be_unambiguous(project: Path) -> None:
+    """Keys were matched by file name only: with m1/same.bin and m2/same.bin added, one vector silently
+    overwrote the other."""
+    for d, content in (("m1", "one"), ("m2", "two"), ("m3", "three")):
+        (project / d).mkdir()
+        (project / d / "same.bin").write_text(content)
+    vectors = {"m1/same.bin": [1, 0, 0, 0], str(project / "m2" / "same.bin"): [0, 1, 0, 0]}
+    (project / "vm.json").write_text(json.dumps(vectors))
+    added = json.loads(ok("add", "m1", "m2", "--embedding-file", "vm.json", "--json").output)["assets"]
+    embeddings = {
+        ok("cat", a["id"]).output: json.loads(ok("show", a["id"], "--json", "--embedding").output)[
+            "embedding"
+        ]
+        for a in added
+    }
+    assert embeddings == {"one": [1, 0, 0, 0], "two": [0, 1, 0, 0]}
+    # A bare name (or a path written elsewhere) still matches when one file added has that name.
+    (project / "name.json").write_text('{"elsewhere/same.bin": [0, 0, 1, 0]}')
+    ok("add", "m3", "--embedding-file", "name.json")
+    for keys, message in [
+        (
+            '{"same.bin": [1, 0, 0, 0]}',
+            "key 'same.bin' matches several files added (m1/same.bin, m2/same.bin)",
+        ),
+        ('{"m3/same.bin": [1, 0, 0, 0]}', "key 'm3/same.bin' names none of the files added"),
+        ('{"x.bin": [1, 0, 0, 0]}', "key 'x.bin' names none of the files added"),
+        (
+            '{"m1/same.bin": [1, 0, 0, 0], "./m1/same.bin": [0, 1, 0, 0]}',
+            "keys 'm1/same.bin' and './m1/same.bin' both name 'm1/same.bin'",
+        ),
+        ('{"m1/same.bin": [1, 0, 0, 0], "m1/same.bin": [0, 1, 0, 0]}', "key 'm1/same.bin' is given twice"),
+    ]:
+        (project / "keys.json").write_text(keys)
+        result = run("add", "m1", "m2", "--embedding-file", "keys.json", "--on-duplicate", "keep")
+        assert result.exit_code == 1
+        assert result.output.startswith(f"Error: keys.json: {message}"), result.output
+    assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 3
+
+
+def run_unless_blocked(fifo: Path, *args: str) -> Result:
+    """`run`, in a thread: should the command block opening the FIFO, it is let go (end of file) and the
+    test fails, instead of hanging."""
+    results: list[Result] = []
+    thread = threading.Thread(target=lambda: results.append(run(*args)), daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive():
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(60)
+        pytest.fail(f"{args} blocked on the FIFO")
+    return results[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_vector_files_must_be_regular_files(project: Path) -> None:
+    """A FIFO given as --embedding-file or --vector-file hung the command forever."""
+    (project / "e1.bin").write_bytes(b"e1")
+    os.mkfifo(project / "ff")
+    for args in (("add", "e1.bin", "--embedding-file", "ff"), ("search", "--vector-file", "ff")):
+        result = run_unless_blocked(project / "ff", *args)
+        assert result.exit_code == 1
+        assert result.output == "Error: ff: is not a regular file\n", args
+    if Path("/dev/null").exists():  # a device: /dev/zero would never end
+        assert run("search", "--vector-file", "/dev/null").output == "Error: null: is not a regular file\n"
+    assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 0
+
+
+def test_vector_file_errors_name_the_file(project: Path) -> None:
+    (project / "e1.bin").write_bytes(b"e1")
+    (project / "object.json").write_text(json.dumps({"e1.bin": [1, 0, 0, 0]}))
+    (project / "short.json").write_text("[1, 0]")
+    # search adds no files: the object is not "naming a file not among the files added".
+    result = run("search", "--vector-file", "object.json")
+    assert result.exit_code == 1
+    assert result.output == "Error: object.json: expected a JSON list of numbers, got an object\n"
+    result = run("search", "--vector-file", "short.json")
+    assert result.exit_code == 1
+    assert result.output == "Error: short.json: vector: has 2 dimensions; the store uses 4\n"
+    result = run("add", "e1.bin", "--embedding-file", "short.json")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: short.json: embedding: has 2 dimensions;")
+    assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 0
+
+
+def test_show_embedding_does_what_its_help_says_and_json_keys_are_stable(project: Path) -> None:
+    """show --json lost has_embedding with --embedding; --embedding without --json printed the length only."""
+    (project / "a.txt").write_text("a")
+    (project / "b.txt").write_text("b")
+    (project / "v.json").write_text("[0.5, 0, 0, 1]")
+    with_vector = json.loads(ok("add", "a.txt", "--embedding-file", "v.json", "--json").output)["assets"][0][
+        "id"
+    ]
+    without = json.loads(ok("add", "b.txt", "--json").output)["assets"][0]["id"]
+    for asset_id, has in ((with_vector, True), (without, False)):
+        plain = json.loads(ok("show", asset_id, "--json").output)
+        full = json.loads(ok("show", asset_id, "--json", "--embedding").output)
+        assert plain["has_embedding"] is full["has_embedding"] is has
+        assert "embedding" not in plain
+        assert full["embedding"] == ([0.5, 0, 0, 1] if has else None)
+    assert "embedding  4 dimensions" in ok("show", with_vector).output
+    assert "embedding  [0.5, 0.0, 0.0, 1.0]" in ok("show", with_vector, "--embedding").output
+    assert "print the embedding vector" in " ".join(ok("show", "--help").output.split())
+
+
 def test_search_by_text(project: Path) -> None:
     (project / "x.bin").write_bytes(b"x")
     (project / "y.bin").write_bytes(b"y")
@@ -239,6 +383,34 @@ def test_errors_are_one_clear_line(project: Path) -> None:
     no_quota = run("gc")
     assert no_quota.exit_code == 1
     assert "quota" in no_quota.output
+
+
+def test_meta_errors_name_the_option_and_the_key(project: Path) -> None:
+    """--meta x=NaN was "extra: cannot be stored as JSON" (the API's field); --meta x=1 --meta x=2 kept 2."""
+    (project / "a.txt").write_text("a")
+    for value in ("NaN", "Infinity", "1e999", "[1, -Infinity]"):
+        result = run("add", "a.txt", "--meta", "ok=1", "--meta", f"x={value}")
+        assert result.exit_code == 1
+        assert result.output.startswith(f"Error: --meta: 'x={value}': cannot be stored as JSON: "), (
+            result.output
+        )
+    twice = run("add", "a.txt", "--meta", "x=1", "--meta", " x=2")
+    assert twice.exit_code == 1
+    assert twice.output == "Error: --meta: key 'x' is given twice\n"
+    assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 0
+
+
+@pytest.mark.parametrize(
+    "option", ["--tag", "--any-tag", "--project", "--mime", "--model", "--agent", "--conversation", "--task"]
+)
+def test_empty_filter_values_are_refused(project: Path, option: str) -> None:
+    """`ls --tag ''` matched nothing and `ls --mime ''` everything, while `add --tag ''` is an error."""
+    (project / "a.txt").write_text("a")
+    ok("add", "a.txt", "--tag", "t", "--project", "p")
+    for command in (["ls"], ["search", "a"]):
+        result = run(*command, option, "x", option, "")
+        assert result.exit_code == 1
+        assert result.output == f"Error: {option}: must not be empty\n", command
 
 
 def test_empty_files_need_allow_empty(project: Path) -> None:
@@ -339,6 +511,28 @@ def test_demo_gc_keeps_the_used_and_pinned_assets_and_its_hint_names_one_that_ex
     assert len(pinned) == len(hint) == 1
     for asset_id in [*read, *pinned, *hint]:
         ok("show", asset_id)
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_output_that_cannot_be_written_is_one_error_line(project: Path) -> None:
+    """A full disk behind standard output gave a traceback; a closed pipe (`| head -0`) stays quiet."""
+    (project / "a.txt").write_text("a" * 100)
+    asset_id = json.loads(ok("add", "a.txt", "--json").output)["assets"][0]["id"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSETRY_")} | {"ASSETRY_DAEMON": "0"}
+    command = [sys.executable, "-m", "assetry"]
+    for args in (["ls", "--json"], ["stats"], ["cat", asset_id]):
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(
+                [*command, *args], stdout=full, stderr=subprocess.PIPE, text=True, env=env, check=False
+            )
+        assert result.returncode == 1, args
+        assert result.stderr == "Error: standard output: No space left on device\n", args
+    closed = subprocess.Popen([*command, "ls"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert closed.stdout is not None
+    assert closed.stderr is not None
+    closed.stdout.close()
+    assert closed.stderr.read() == b""
+    assert closed.wait() == 1
 
 
 def test_main_entry_point_in_a_subprocess(tmp_path: Path) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import glob
 import json
 import logging
 import os
+import stat
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from assetry import _convert
 from assetry.config import CONFIG_FILENAME, load_config
 from assetry.daemon import DEFAULT_IDLE_SECONDS
 from assetry.errors import AssetryError, ConfigError, SourceError, ValidationError
-from assetry.model import ORDERS, Asset, Hit, Kind
+from assetry.model import ORDERS, Asset, Hit, Kind, check_json
 from assetry.plugins import config_claims, get_plugin_manager
 from assetry.redact import redact_url
 from assetry.store import Store, iter_files
@@ -64,10 +67,13 @@ def emit_json(data: Any) -> None:
 
 
 def asset_json(asset: Asset, *, embedding: bool = False) -> dict[str, Any]:
+    """An asset for ``--json``: ``has_embedding`` always (scripts can rely on the key), the vector itself
+    only when asked for (``embedding``: 1536 numbers per asset would swamp a listing)."""
     data: dict[str, Any] = _convert.unstructure(asset)
-    if not embedding:
-        data.pop("embedding", None)
-        data["has_embedding"] = asset.embedding is not None
+    vector = data.pop("embedding", None)
+    data["has_embedding"] = asset.embedding is not None
+    if embedding:
+        data["embedding"] = vector
     return data
 
 
@@ -124,16 +130,25 @@ ASSET_HEADERS = ("ID", "KIND", "SIZE", "LABEL", "PROMPT")
 
 
 def parse_meta(pairs: Sequence[str]) -> dict[str, Any]:
-    """``k=v`` pairs; values that parse as JSON (numbers, true, lists) keep their type."""
+    """``k=v`` pairs; values that parse as JSON (numbers, true, lists) keep their type. Errors are on
+    ``meta`` (``--meta``), with the key: the store's would name its field, ``extra``, and no key."""
     meta: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
             raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--meta")
+        if key in meta:  # the last would win, silently
+            raise ValidationError("meta", f"key {key!r} is given twice")
         try:
-            meta[key.strip()] = json.loads(value)
+            value = json.loads(text)
         except json.JSONDecodeError:
-            meta[key.strip()] = value
+            value = text
+        try:
+            check_json(value, key)  # NaN, Infinity, 1e999: Python's JSON reads them, no store can keep them
+        except ValidationError as exc:
+            raise ValidationError("meta", f"{pair!r}: {exc.reason}") from None
+        meta[key] = value
     return meta
 
 
@@ -156,31 +171,111 @@ def expand_paths(patterns: Sequence[str], recursive: bool) -> list[Path]:
     return files
 
 
-def read_embedding_file(path: str, files: Sequence[Path]) -> dict[Path, list[float]]:
-    """``--embedding-file``: a JSON list (one file added) or an object mapping file names to lists."""
+def read_json_file(path: str, duplicates: list[str] | None = None) -> Any:
+    """The JSON in a file given to an option (``--embedding-file``, ``--vector-file``); the keys that
+    appear twice in an object are appended to ``duplicates``."""
     name = Path(path).name
     try:
-        data = json.loads(Path(path).read_text())
+        # Only a regular file: a FIFO would block the open (or the read) forever, a device never end.
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise SourceError(name, "is not a regular file")
+        # O_NONBLOCK: should a FIFO replace the file between the two calls, the open cannot hang either.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise SourceError(name, "is not a regular file")
+            text = f.read()
     except FileNotFoundError:
         raise SourceError(name, "no such file") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise SourceError(name, f"cannot be read: {exc.strerror or exc}") from None
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, value in items:
+            if key in obj and duplicates is not None:
+                duplicates.append(key)
+            obj[key] = value
+        return obj
+
+    try:
+        return json.loads(text, object_pairs_hook=pairs)
+    except ValueError as exc:
         raise SourceError(name, f"not a readable JSON file: {exc}") from None
+
+
+def read_embedding_file(path: str, files: Sequence[Path]) -> dict[Path, Any]:
+    """``--embedding-file``: a JSON list (one file added) or an object mapping the files added to lists."""
+    name = Path(path).name
+    duplicates: list[str] = []
+    data = read_json_file(path, duplicates)
     if isinstance(data, list):
         if len(files) != 1:
-            raise SourceError(
-                name, "a single vector needs exactly one file; use an object {file name: vector}"
-            )
+            raise SourceError(name, "a single vector needs exactly one file; use an object {file: vector}")
         return {files[0]: data}
-    if isinstance(data, dict):
-        by_name = {f.name: f for f in files}
-        result = {}
-        for key, vector in data.items():
-            target = by_name.get(Path(key).name)
-            if target is None:
-                raise SourceError(name, f"names {key!r}, which is not among the files added")
-            result[target] = vector
-        return result
-    raise SourceError(name, "expected a JSON list of numbers or an object of them")
+    if not isinstance(data, dict):
+        raise SourceError(
+            name, f"expected a JSON list of numbers or an object of them, got {_json_type(data)}"
+        )
+    if duplicates:  # json.loads keeps the last one, silently
+        raise SourceError(name, f"key {duplicates[0]!r} is given twice")
+    # The files added, by real path: one file may be added under two names (`d` and `d/x.png`).
+    by_path: dict[str, list[Path]] = {}
+    for f in files:
+        by_path.setdefault(os.path.realpath(f), []).append(f)
+    by_name: dict[str, list[str]] = {}
+    for real, spelt in by_path.items():
+        for file_name in {f.name for f in spelt}:
+            by_name.setdefault(file_name, []).append(real)
+    claimed: dict[str, str] = {}
+    result: dict[Path, Any] = {}
+    for key, vector in data.items():
+        real = os.path.realpath(key) if key else ""
+        if real not in by_path:
+            # By file name (keys written relative to another directory, or bare names), only when one file
+            # added has that name: two `same.bin` in two directories must not share, or swap, a vector.
+            # Not when the key is the path of another file: that file was not added.
+            matches = (
+                [] if Path(key).name != key and os.path.lexists(key) else by_name.get(Path(key).name, [])
+            )
+            if not matches:
+                raise SourceError(name, f"key {key!r} names none of the files added")
+            if len(matches) > 1:
+                shown = ", ".join(str(by_path[m][0]) for m in matches[:3])
+                raise SourceError(name, f"key {key!r} matches several files added ({shown}); give its path")
+            real = matches[0]
+        if real in claimed:
+            both = str(by_path[real][0])
+            raise SourceError(name, f"keys {claimed[real]!r} and {key!r} both name {both!r}")
+        claimed[real] = key
+        for f in by_path[real]:
+            result[f] = vector
+    return result
+
+
+def read_vector_file(path: str) -> Any:
+    """``search --vector-file``: one JSON list of numbers (the store checks the numbers)."""
+    data = read_json_file(path)
+    if not isinstance(data, list):
+        raise SourceError(Path(path).name, f"expected a JSON list of numbers, got {_json_type(data)}")
+    return data
+
+
+@contextlib.contextmanager
+def blame_file(path: str | None, field: str) -> Iterator[None]:
+    """Errors on ``field`` (``vector``, ``embedding[2]``) name the file its value was read from: the
+    user typed no option of that name."""
+    try:
+        yield
+    except ValidationError as exc:
+        if path is None or not exc.field or exc.field.partition("[")[0] != field:
+            raise
+        raise SourceError(Path(path).name, str(exc)) from None
+
+
+def _json_type(data: Any) -> str:
+    names = {dict: "an object", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if data is None else names.get(type(data), type(data).__name__)
 
 
 def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -212,6 +307,21 @@ def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def collect_filters(kw: dict[str, Any]) -> dict[str, Any]:
+    # An empty value (`--tag ""`, a variable that is not set) would quietly match nothing, or with --mime
+    # everything: refused, as `add --tag ""` is. The field is the option's name: errors name the option.
+    for key in (
+        "tags",
+        "any_tags",
+        "project",
+        "media_type",
+        "model",
+        "agent_id",
+        "conversation_id",
+        "task_id",
+    ):
+        value = kw.get(key)
+        if value == "" or (isinstance(value, tuple) and "" in value):
+            raise ValidationError(key, "must not be empty")
     filters: dict[str, Any] = {}
     for key in ("kinds", "tags", "any_tags"):
         if kw.get(key):
@@ -241,14 +351,78 @@ def collect_filters(kw: dict[str, Any]) -> dict[str, Any]:
 # -- the group ----------------------------------------------------------------------------------------------
 
 
+class OutputError(Exception):
+    """Standard output could not be written (a full disk, a quota): the command's output, not its work,
+    failed, and the user is told so in one line."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+        super().__init__(f"standard output: {error.strerror or error}")
+
+
+class GuardedOutput:
+    """``sys.stdout`` (or its ``buffer``) whose write errors are `OutputError`: an OSError that reaches
+    the group could come from anywhere, this one comes from the output. A closed pipe (EPIPE) stays an
+    OSError, which click ends quietly, as Unix tools end when a reader such as ``head`` has gone."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    @property
+    def buffer(self) -> GuardedOutput:
+        return GuardedOutput(self._stream.buffer)
+
+    def write(self, data: Any) -> Any:
+        return self._guard(self._stream.write, data)
+
+    def writelines(self, lines: Any) -> Any:
+        return self._guard(self._stream.writelines, lines)
+
+    def flush(self) -> Any:
+        return self._guard(self._stream.flush)
+
+    @staticmethod
+    def _guard(call: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return call(*args)
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:
+                raise
+            raise OutputError(exc) from None
+
+
+def _drop_output() -> None:
+    """Point descriptor 1 at the null device: what is still buffered for standard output is then
+    written there at exit, instead of failing again in a second report ("Exception ignored ...")."""
+    try:
+        fd = sys.__stdout__.fileno() if sys.__stdout__ else 1
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (OSError, ValueError):  # no descriptor (captured output in tests)
+        return
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
 class AssetryGroup(click.Group):
     """Turns assetry's own errors into one clear line and exit status 1, without a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        stdout = sys.stdout
+        if stdout is not None:
+            sys.stdout = GuardedOutput(stdout)
         try:
             return super().invoke(ctx)
         except AssetryError as exc:
             raise click.ClickException(redact_url(self._as_typed(ctx, exc))) from None
+        except OutputError as exc:
+            if stdout is sys.__stdout__:
+                _drop_output()
+            raise click.ClickException(str(exc)) from None
+        finally:
+            sys.stdout = stdout
 
     def _as_typed(self, ctx: click.Context, exc: AssetryError) -> str:
         """The error, naming the option the user typed (``--min-size``) where the API's field name
@@ -299,19 +473,30 @@ def init(directory: str, dimension: int, metric: str) -> None:
         raise click.ClickException(f"{CONFIG_FILENAME} already exists in {target.name or 'this directory'}")
     if dimension <= 0:
         raise click.BadParameter("must be > 0", param_hint="--dimension")
-    target.mkdir(parents=True, exist_ok=True)
-    config_file.write_text(
-        "# assetry configuration: see docs/config.md\n"
-        '[store]\nroot = ".assetry"\n\n'
-        f'[vectors]\ndimension = {dimension}\nmetric = "{metric}"\n'
-    )
     from assetry.store import open as open_store
 
+    # A failed init leaves nothing that a second try would trip over: not the file, not the directories.
+    created = [p for p in [target.absolute(), *target.absolute().parents] if not p.exists()]
+    wrote = False
     try:
+        target.mkdir(parents=True, exist_ok=True)
+        with config_file.open("x") as f:  # "x": never through a symlink to a file somewhere else
+            wrote = True
+            f.write(
+                "# assetry configuration: see docs/config.md\n"
+                '[store]\nroot = ".assetry"\n\n'
+                f'[vectors]\ndimension = {dimension}\nmetric = "{metric}"\n'
+            )
         with open_store(config_file) as store:
             root = store.config.root
-    except BaseException:
-        config_file.unlink()  # a failed init leaves nothing that a second try would trip over
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            if wrote:
+                config_file.unlink()
+            for made in created:  # deepest first
+                made.rmdir()
+        if isinstance(exc, OSError):
+            raise click.ClickException(f"{exc.filename or config_file}: {exc.strerror or exc}") from None
         raise
     # (The environment may move the store elsewhere: say where it is.)
     shown = ".assetry/" if Path(root) == (target / ".assetry").resolve() else root
@@ -338,7 +523,7 @@ def init(directory: str, dimension: int, metric: str) -> None:
 @click.option(
     "--embedding-file",
     type=click.Path(dir_okay=False),
-    help="JSON vector (one file) or {file name: vector} object.",
+    help="JSON vector (one file) or {file path or name: vector} object.",
 )
 @click.option("--pin", is_flag=True, help="Protect from quota eviction.")
 @click.option(
@@ -378,7 +563,10 @@ def add(
     items = [(f, {"embedding": vectors[f]} if f in vectors else {}) for f in files]
     store = state.store(create=True)
     show_bar = len(files) > 1 and not as_json
-    with click.progressbar(length=len(files), label="Adding", file=sys.stderr, hidden=not show_bar) as bar:
+    with (
+        click.progressbar(length=len(files), label="Adding", file=sys.stderr, hidden=not show_bar) as bar,
+        blame_file(embedding_file, "embedding"),
+    ):
         report = store.add_many(
             items,
             on_duplicate=on_duplicate,  # type: ignore[arg-type]
@@ -452,7 +640,9 @@ def ls(
 
 @cli.command()
 @click.argument("asset_id")
-@click.option("--embedding", is_flag=True, help="Include the embedding vector.")
+@click.option(
+    "--embedding", is_flag=True, help="Also print the embedding vector (a JSON list), not its length only."
+)
 @json_option
 @pass_context
 def show(state: Context, /, asset_id: str, embedding: bool, as_json: bool) -> None:
@@ -493,7 +683,7 @@ def show(state: Context, /, asset_id: str, embedding: bool, as_json: bool) -> No
         ("parents", ", ".join(asset.links.parent_ids)),
         ("references", ", ".join(asset.links.reference_ids)),
         ("extra", json.dumps(dict(asset.extra)) if asset.extra else None),
-        ("embedding", f"{len(asset.embedding)} dimensions" if asset.embedding else None),
+        ("embedding", _embedding_text(asset.embedding, embedding)),
         ("last used", ago(asset.last_used)),
         ("accesses", asset.access_count),
     ]
@@ -501,6 +691,13 @@ def show(state: Context, /, asset_id: str, embedding: bool, as_json: bool) -> No
     for key, value in rows:
         if value not in (None, ""):
             click.echo(f"{key.rjust(width)}  {printable(str(value))}")
+
+
+def _embedding_text(vector: Sequence[float] | None, full: bool) -> str | None:
+    if vector is None:
+        return None
+    # --embedding: as JSON, so that it can be copied into a --vector-file.
+    return json.dumps(list(vector)) if full else f"{len(vector)} dimensions"
 
 
 @cli.command()
@@ -571,12 +768,11 @@ def search(
     if similar_to:
         hits = store.similar(similar_to, limit=limit, **filters)
     else:
-        vector = None
-        if vector_file:
-            vector = read_embedding_file(vector_file, [Path("query")])[Path("query")]
+        vector = read_vector_file(vector_file) if vector_file else None
         if not text and vector is None:
             raise click.UsageError("give TEXT, --similar-to or --vector-file")
-        hits = store.search(text, vector=vector, limit=limit, **filters)
+        with blame_file(vector_file, "vector"):
+            hits = store.search(text, vector=vector, limit=limit, **filters)
     if as_json:
         emit_json([{"score": h.score, "distance": h.distance, "asset": asset_json(h.asset)} for h in hits])
         return
