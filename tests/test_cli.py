@@ -130,6 +130,26 @@ def test_commands_that_do_not_add_refuse_a_root_with_no_store(tmp_path: Path, co
     assert not (tmp_path / "out").exists()
 
 
+def test_add_of_a_tree_holding_the_store_leaves_the_store_out(tmp_path: Path) -> None:
+    (tmp_path / "assetry.toml").write_text('[store]\nroot = "st"\n\n[vectors]\ndimension = 4\n')
+    (tmp_path / "renders").mkdir()
+    (tmp_path / "renders" / "a.txt").write_text("a")
+    ok("add", "renders")  # the store now has locks, catalog manifests and a blob, none of them hidden
+    added = json.loads(ok("add", ".", "--allow-empty", "--json").output)["assets"]
+    assert sorted(a["label"] for a in added) == ["a.txt", "assetry.toml"]
+    refused = run("add", "st")
+    assert refused.exit_code == 1
+    assert "st: is this store's own directory" in refused.output
+
+
+def test_add_of_an_empty_path_is_refused(project: Path) -> None:
+    (project / "stray.txt").write_text("not to be added")
+    result = run("add", "")
+    assert result.exit_code == 2
+    assert "PATHS: an empty path" in result.output
+    assert json.loads(ok("stats", "--json").output)["usage"]["assets"] == 0
+
+
 def test_add_ls_show_cat(project: Path) -> None:
     (project / "in").mkdir()
     for i in range(3):

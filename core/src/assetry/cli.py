@@ -50,6 +50,14 @@ class Context:
             self._store = open_store(self.config_path, root=self.root, tenant=self.tenant, create=create)
         return self._store
 
+    def own_directories(self) -> frozenset[tuple[int, int]]:
+        """The store's local directories, known from the configuration before the store is opened (a
+        command checks its arguments before it creates anything)."""
+        from assetry.store import own_directories
+
+        overrides = {"store": {"root": self.root}} if self.root else {}
+        return own_directories(load_config(self.config_path, overrides=overrides))
+
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
@@ -152,10 +160,15 @@ def parse_meta(pairs: Sequence[str]) -> dict[str, Any]:
     return meta
 
 
-def expand_paths(patterns: Sequence[str], recursive: bool) -> list[Path]:
-    """Files named by the arguments: files, directories (walked) and glob patterns (quoted by the user)."""
+def expand_paths(
+    patterns: Sequence[str], recursive: bool, skip: frozenset[tuple[int, int]] = frozenset()
+) -> list[Path]:
+    """Files named by the arguments: files, directories (walked) and glob patterns (quoted by the user).
+    Directories in ``skip`` (the store's own) are not walked."""
     files: list[Path] = []
     for pattern in patterns:
+        if not pattern.strip():  # an unset variable, say: not the working directory Path("") makes of it
+            raise click.BadParameter("an empty path", param_hint="PATHS")
         path = Path(pattern)
         if path.exists() or not glob.has_magic(pattern):
             matches = [path]
@@ -165,7 +178,9 @@ def expand_paths(patterns: Sequence[str], recursive: bool) -> list[Path]:
                 raise SourceError(pattern, "the pattern matches no file")
         for match in matches:
             if match.is_dir():
-                files.extend(iter_files(match, recursive))
+                if (match.stat().st_dev, match.stat().st_ino) in skip:
+                    raise SourceError(match.name or str(match), "is this store's own directory")
+                files.extend(iter_files(match, recursive, skip))
             else:
                 files.append(match)
     return files
@@ -551,7 +566,7 @@ def add(
     **fields: Any,
 ) -> None:
     """Add files, directories or glob patterns to the store."""
-    files = expand_paths(paths, recursive=not no_recursive)
+    files = expand_paths(paths, recursive=not no_recursive, skip=state.own_directories())
     if not files:
         raise click.ClickException("no files to add")
     common = {k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items() if v not in (None, ())}
