@@ -186,6 +186,9 @@ def test_backend_options_are_validated_by_the_backend(tmp_path: Path) -> None:
         ("10kib", 10240),
         ("3Ki", 3072),
         ("7b", 7),
+        ("9007199254740993", 9007199254740993),  # exact, not through a float
+        ("9223372036854775807", 2**63 - 1),
+        ("0.5GiB", 2**29),
     ],
 )
 def test_parse_size(text: str, size: int) -> None:
@@ -193,7 +196,11 @@ def test_parse_size(text: str, size: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["-1", "lots", "2 GBs", "", True, "5ib", "7i", "2bb", "1kk", 1.5, 1e9, b"100", None]
+    "text",
+    [
+        *("-1", "lots", "2 GBs", "", True, "5ib", "7i", "2bb", "1kk", 1.5, 1e9, b"100", None),
+        *("9223372036854775808", 2**63, "9" * 400, "99999999999999999999999", "9000000PB", -1),
+    ],
 )
 def test_parse_size_rejects(text: object) -> None:
     with pytest.raises(ConfigError, match="quota"):

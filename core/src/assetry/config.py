@@ -17,6 +17,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -398,6 +399,7 @@ def _join(base: str, name: str) -> str:
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp](?:ib?|b)?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4, "p": 1000**5}
+MAX_SIZE = 2**63 - 1
 
 
 def parse_size(value: str | int, *, field: str = "quota") -> int:
@@ -405,16 +407,21 @@ def parse_size(value: str | int, *, field: str = "quota") -> int:
     if isinstance(value, bool):
         raise ConfigError(field, f"expected a size, got {value!r}")
     if isinstance(value, int):
-        if value < 0:
-            raise ConfigError(field, f"must be >= 0, got {value}")
-        return value
-    if not isinstance(value, str):
+        size = value
+    elif isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if not match:
+            raise ConfigError(field, f"{value!r} is not a size like '2GB', '500MiB' or '1048576'")
+        unit = (match.group(2) or "").lower()
+        binary = "i" in unit
+        letter = unit[:1] if unit[:1] in "kmgtp" else ""
+        factor = 1024 ** "bkmgtp".index(letter) if binary and letter else _UNITS[letter]
+        # Exact: through a float, 9007199254740993 bytes became ...992 and 400 digits an OverflowError.
+        size = int(Decimal(match.group(1)) * factor)
+    else:
         raise ConfigError(field, f"expected a number of bytes (int) or a size like '2GB', got {value!r}")
-    match = _SIZE_RE.match(value)
-    if not match:
-        raise ConfigError(field, f"{value!r} is not a size like '2GB', '500MiB' or '1048576'")
-    number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    binary = "i" in unit
-    letter = unit[:1] if unit[:1] in "kmgtp" else ""
-    factor = 1024 ** "bkmgtp".index(letter) if binary and letter else _UNITS[letter]
-    return int(number * factor)
+    if size < 0:
+        raise ConfigError(field, f"must be >= 0, got {value}")
+    if size > MAX_SIZE:  # what the catalog's 64-bit size columns and filters hold
+        raise ConfigError(field, f"{value!r} is more than the largest size, {MAX_SIZE:,} bytes")
+    return size
