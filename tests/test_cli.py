@@ -574,6 +574,15 @@ def test_main_entry_point_in_a_subprocess(tmp_path: Path) -> None:
     assert callable(main)
 
 
+def test_demo_in_a_directory_it_cannot_make_is_one_error_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a file where the demo's parent directory would go")
+    result = run("demo", "--dir", "file/demo", "--count", "6")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ")
+    assert "Not a directory" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "assetry", "demo", "--count", "12"],

@@ -64,8 +64,11 @@ def demo(directory: str, count: int, seed: int) -> None:
     from assetry_media.samples import make_sample_images
 
     root = Path(directory).resolve()
-    config = _prepare(root)
-    samples = make_sample_images(root / "generated", count, seed=seed)
+    try:
+        config = _prepare(root)
+        samples = make_sample_images(root / "generated", count, seed=seed)
+    except OSError as exc:  # a directory that cannot be written: one line, as every command says it
+        raise click.ClickException(f"{exc.filename or root}: {exc.strerror or exc}") from None
     click.echo(
         f"Generated {len(samples)} PNG images in {root.name}/generated/ "
         "(prompt, seed and model embedded as Stable Diffusion WebUI 'parameters')."
