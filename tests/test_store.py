@@ -206,6 +206,23 @@ def test_an_empty_path_is_refused_not_taken_for_the_working_directory(store: Sto
     assert not (tmp_path / "x.txt").exists()
 
 
+def test_a_bad_field_of_one_of_many_items_names_the_item(store: Store, files: Path) -> None:
+    before = snapshot(store)
+    with pytest.raises(ValidationError) as info:
+        store.add_many(
+            [
+                (files / "file0.txt", {"embedding": vec(1)}),
+                (files / "file1.txt", {"embedding": [1.0, 2.0]}),  # the wrong dimension
+                (b"third", {"label": "third.txt"}),
+            ]
+        )
+    assert info.value.field == "embedding"  # still the field: the CLI names its option or file from it
+    assert info.value.reason.endswith("(in 'file1.txt', item 2 of 3)")
+    with pytest.raises(ValidationError, match=r"seed: .*\(in 'b.txt', item 2 of 2\)$"):
+        store.add_many([(b"a", {"label": "a.txt"}), (b"b", {"label": "b.txt", "seed": "x"})])
+    assert snapshot(store) == before
+
+
 def test_add_many_per_item_fields_merge_with_common(store: Store) -> None:
     report = store.add_many(
         [(b"a", {"label": "a.txt", "tags": ["x"]}), (b"b", {"label": "b.txt", "seed": 2})], tags=["common"]

@@ -461,17 +461,25 @@ class Store:
         # structuring the same draft 2,000 times was a tenth of a bulk ingest).
         drafts: dict[object, AssetDraft] = {}
         try:
-            for content, fields in planned:
+            for index, (content, fields) in enumerate(planned):
                 if content.size == 0 and not allow_empty:
                     reason = "is empty (0 bytes); pass allow_empty (--allow-empty) to store it"
                     raise SourceError(content.name or "source", reason)
                 key = _freeze(fields)
                 draft = drafts.get(key) if key is not None else None
-                if draft is None:
-                    draft = self.make_draft(fields)
-                    if key is not None:
-                        drafts[key] = draft
-                self._check_embedding(draft)
+                try:
+                    if draft is None:
+                        draft = self.make_draft(fields)
+                        if key is not None:
+                            drafts[key] = draft
+                    self._check_embedding(draft)
+                except ValidationError as exc:
+                    if len(planned) == 1 or type(exc) is not ValidationError:
+                        raise
+                    # Which of many items: the field alone ("embedding") does not say.
+                    name = fields.get("label") or content.name or "unnamed"
+                    where = f"(in {name!r:.80}, item {index + 1} of {len(planned)})"
+                    raise ValidationError(exc.field, f"{exc.reason} {where}") from None
                 prepared.append((content, draft))
         except BaseException:
             for content, _ in planned:
