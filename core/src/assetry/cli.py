@@ -321,19 +321,14 @@ def filter_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+_TEXT_FILTERS = ("project", "media_type", "model", "agent_id", "conversation_id", "task_id")
+"""Filter options taking one string each (``--tag`` and ``--any-tag`` take several)."""
+
+
 def collect_filters(kw: dict[str, Any]) -> dict[str, Any]:
     # An empty value (`--tag ""`, a variable that is not set) would quietly match nothing, or with --mime
     # everything: refused, as `add --tag ""` is. The field is the option's name: errors name the option.
-    for key in (
-        "tags",
-        "any_tags",
-        "project",
-        "media_type",
-        "model",
-        "agent_id",
-        "conversation_id",
-        "task_id",
-    ):
+    for key in ("tags", "any_tags", *_TEXT_FILTERS):
         value = kw.get(key)
         if value == "" or (isinstance(value, tuple) and "" in value):
             raise ValidationError(key, "must not be empty")
@@ -343,16 +338,7 @@ def collect_filters(kw: dict[str, Any]) -> dict[str, Any]:
             filters["kind" if key == "kinds" else key] = list(kw.pop(key))
         else:
             kw.pop(key, None)
-    for key in (
-        "project",
-        "media_type",
-        "model",
-        "agent_id",
-        "conversation_id",
-        "task_id",
-        "min_size",
-        "max_size",
-    ):
+    for key in (*_TEXT_FILTERS, "min_size", "max_size"):
         value = kw.pop(key, None)
         if value is not None:
             filters[key] = value
