@@ -46,14 +46,22 @@ def _strict_str(value: Any, cls: type) -> Any:
     return _unicode(value)
 
 
+def is_unicode(text: str) -> bool:
+    """Whether text can be stored as UTF-8. Undecodable bytes (a command-line argument or file name that
+    is not UTF-8) arrive as lone surrogates, which cannot: they are refused before any blob is written,
+    not by the catalog after."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _unicode(value: str) -> str:
-    # Undecodable bytes (a command-line argument or file name that is not UTF-8 arrives as lone
-    # surrogates) cannot be stored as text: refused here, before any blob is written, not by the catalog.
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise TypeError(f"{value!r:.60} is not valid Unicode (undecodable bytes?)") from None
+    if not is_unicode(value):
+        raise TypeError(f"{value!r:.60} is not valid Unicode (undecodable bytes?)")
     return value
 
 

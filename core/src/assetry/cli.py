@@ -178,8 +178,6 @@ def expand_paths(
                 raise SourceError(pattern, "the pattern matches no file")
         for match in matches:
             if match.is_dir():
-                if (match.stat().st_dev, match.stat().st_ino) in skip:
-                    raise SourceError(match.name or str(match), "is this store's own directory")
                 files.extend(iter_files(match, recursive, skip))
             else:
                 files.append(match)

@@ -21,6 +21,7 @@ from typing import Any
 
 import attrs
 
+from assetry._convert import is_unicode
 from assetry.errors import ValidationError
 
 SCHEMA_VERSION = 1
@@ -173,13 +174,8 @@ def check_json(value: Any, field: str) -> None:
         text = json.dumps(value, allow_nan=False, sort_keys=True, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValidationError(field, f"cannot be stored as JSON: {exc}") from None
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:  # lone surrogates: undecodable bytes from a command line or a file
-            raise ValidationError(
-                field, "holds text that is not valid Unicode (undecodable bytes?)"
-            ) from None
+    if not is_unicode(text):
+        raise ValidationError(field, "holds text that is not valid Unicode (undecodable bytes?)")
     if isinstance(value, Mapping):
         for key, item in value.items():
             if isinstance(item, Mapping):

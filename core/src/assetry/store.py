@@ -261,8 +261,12 @@ class Store:
         config = config.claim_sections(config_claims(pm))
         storage = pick_backend(pm, storage_backends(pm), config.storage.backend, "storage.backend")
         cat = pick_backend(pm, catalog_backends(pm), config.catalog.backend, "catalog.backend")
-        storage_options = _backend_options(storage.options_type, config, "storage.options")
-        catalog_options = _backend_options(cat.options_type, config, "catalog.options")
+        storage_options = _backend_options(
+            storage.options_type, config.storage.options, "storage.options", config
+        )
+        catalog_options = _backend_options(
+            cat.options_type, config.catalog.options, "catalog.options", config
+        )
         blobs = storage.factory(StorageSpec(config.storage_url, config.storage.digest, storage_options))
         try:
             catalog = cat.factory(
@@ -431,7 +435,7 @@ class Store:
         common: Mapping[str, Any],
         recursive: bool,
     ) -> Iterator[tuple[Content, dict[str, Any]]]:
-        own = own_directories(self.config)
+        own: frozenset[tuple[int, int]] | None = None  # the store's directories, once one is walked
         for item in items:
             source, fields = item if isinstance(item, tuple) else (item, {})
             merged = {**common, **fields}
@@ -439,13 +443,12 @@ class Store:
                 merged["tags"] = _union(_as_list(common["tags"]), _as_list(fields["tags"]))
             if isinstance(source, (str, os.PathLike)):
                 check_path(source)
-            if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-                if _identity(Path(source)) in own:
-                    raise SourceError(Path(source).name, "is this store's own directory")
-                for path in iter_files(Path(source), recursive, own):
-                    yield Content.from_path(path), merged
-            else:
-                yield Content.of(source), merged
+                if Path(source).is_dir():
+                    own = own_directories(self.config) if own is None else own
+                    for path in iter_files(Path(source), recursive, own):
+                        yield Content.from_path(path), merged
+                    continue
+            yield Content.of(source), merged
 
     def _prepare(
         self, planned: list[tuple[Content, dict[str, Any]]], *, allow_empty: bool, on_duplicate: OnDuplicate
@@ -1436,14 +1439,20 @@ def iter_files(
     directory: Path, recursive: bool, skip: frozenset[tuple[int, int]] = frozenset()
 ) -> Iterator[Path]:
     """Regular files under a directory in a stable order; hidden files and directories are skipped, and
-    so are the directories in ``skip`` (by device and inode: a store's own, inside the tree added)."""
-    entries = sorted(directory.iterdir(), key=lambda p: p.name)
-    for path in entries:
+    so are the directories in ``skip`` (by device and inode: a store's own, inside the tree added). A
+    directory in ``skip`` given itself is an error."""
+    if skip and _identity(directory) in skip:
+        raise SourceError(directory.name or str(directory), "is this store's own directory")
+    return _walk(directory, recursive, skip)
+
+
+def _walk(directory: Path, recursive: bool, skip: frozenset[tuple[int, int]]) -> Iterator[Path]:
+    for path in sorted(directory.iterdir(), key=lambda p: p.name):
         if path.name.startswith("."):
             continue
         if path.is_dir() and not path.is_symlink():
             if recursive and _identity(path) not in skip:
-                yield from iter_files(path, recursive, skip)
+                yield from _walk(path, recursive, skip)
         elif path.is_file():
             yield path
 
@@ -1651,10 +1660,9 @@ def _atomic_write(path: Path) -> Iterator[IO[bytes]]:
 __all__ = ["DeleteReport", "IngestReport", "Store", "iter_files", "new_id", "open", "own_directories"]
 
 
-def _backend_options(options_type: type[Any] | None, config: Config, key: str) -> Any:
-    """Validate a backend's options table (``key``: ``storage.options`` or ``catalog.options``) with the
-    backend's own attrs class; errors name the key and what set it (the file, an environment variable)."""
-    raw = config.storage.options if key == "storage.options" else config.catalog.options
+def _backend_options(options_type: type[Any] | None, raw: Mapping[str, Any], key: str, config: Config) -> Any:
+    """Validate a backend's options table (``raw``, at ``key``) with the backend's own attrs class; errors
+    name the key and what set it (the file, an environment variable: ``config.blame``)."""
     if options_type is None:
         return dict(raw)
     try:

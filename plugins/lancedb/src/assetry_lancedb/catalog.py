@@ -287,21 +287,15 @@ class LanceCatalog(Catalog):
         session = lancedb.Session()
         consistency = timedelta(seconds=self.options.read_consistency_seconds)
         storage_options = dict(self.options.storage_options) or None
-        missing = StoreNotFound(f"the catalog {self._description} does not exist")
         if not self._create and "://" not in uri and not os.path.isdir(uri):
-            raise missing  # before connecting, which creates a local catalog's directory
+            # Before connecting, which creates a local catalog's directory.
+            raise StoreNotFound(f"the catalog {self._description} does not exist")
         self._db = lancedb.connect(
             uri, read_consistency_interval=consistency, storage_options=storage_options, session=session
         )
-        if not self._create:
-            try:
-                self._db.open_table(META)
-            except ValueError as not_found:
-                if "not found" in str(not_found).lower():
-                    raise missing from None
-                raise
         self._refuse_pre_record_layout()
-        self._meta, created_meta = self._open_table(META, rows.META_SCHEMA, "key")
+        # The meta table is what makes a catalog exist: only it may be missing where nothing is created.
+        self._meta, created_meta = self._open_table(META, rows.META_SCHEMA, "key", create=self._create)
         self._check_meta()
         self._assets_schema = rows.assets_schema(self.dimension)
         self._assets, created_assets = self._open_table(ASSETS, self._assets_schema, rows.PRIMARY_KEY)
@@ -357,8 +351,9 @@ class LanceCatalog(Catalog):
 
     # -- opening --------------------------------------------------------------------------------------
 
-    def _open_table(self, name: str, schema: pa.Schema, key: str) -> tuple[Any, bool]:
-        """Open a table, creating it (with its primary key) if it does not exist yet."""
+    def _open_table(self, name: str, schema: pa.Schema, key: str, *, create: bool = True) -> tuple[Any, bool]:
+        """Open a table, creating it (with its primary key) if it does not exist yet; with ``create``
+        False, `StoreNotFound` instead."""
         created = False
         table: Any
         try:
@@ -366,6 +361,8 @@ class LanceCatalog(Catalog):
         except ValueError as missing:
             if "not found" not in str(missing).lower():
                 raise
+            if not create:
+                raise StoreNotFound(f"the catalog {self._description} does not exist") from None
             try:
                 table = self._db.create_table(name, schema=schema)
                 created = True
