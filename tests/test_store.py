@@ -176,6 +176,28 @@ def test_add_many_takes_one_source_as_one_item(store: Store, files: Path) -> Non
         assert [a.label for a in store.add_many(f, label="lines.txt").assets] == ["lines.txt"]
 
 
+def test_directory_walk_follows_file_links_not_directory_links(store: Store, tmp_path: Path) -> None:
+    """A symlink to a file is that file; a symlink to a directory is not entered (it may loop, or lead
+    out of the tree); hidden entries are skipped; ``recursive=False`` stays at the top."""
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (outside / "target.txt").write_text("linked file")
+    (outside / "sub" / "inner.txt").write_text("behind a linked directory")
+    tree = tmp_path / "tree"
+    (tree / "b" / ".cache").mkdir(parents=True)
+    (tree / "a.txt").write_text("a")
+    (tree / "b" / "c.txt").write_text("c")
+    (tree / "b" / ".cache" / "d.txt").write_text("hidden directory")
+    (tree / "file-link.txt").symlink_to(outside / "target.txt")
+    (tree / "dir-link").symlink_to(outside / "sub", target_is_directory=True)
+    (tree / "loop").symlink_to(tree, target_is_directory=True)
+    (tree / "broken-link").symlink_to(tmp_path / "missing")
+
+    assert [a.label for a in store.add_many(tree).assets] == ["a.txt", "c.txt", "file-link.txt"]
+    top = store.add_many(tree, recursive=False).assets
+    assert [(a.label, a.size) for a in top] == [("a.txt", 1), ("file-link.txt", len("linked file"))]
+
+
 def test_a_tree_holding_the_store_is_added_without_the_store(tmp_path: Path) -> None:
     """The store's locks, catalog manifests and blobs are not assets of a tree that happens to hold it."""
     project = tmp_path / "project"
