@@ -67,9 +67,18 @@ T = TypeVar("T")
 
 MiB = 1024 * 1024
 
-LOCAL_PUT_WORKERS = 4
-"""Concurrent local puts (threads): measured best on 2 cores, where one thread waits on the page cache
-while another hashes."""
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may run on (containers, taskset)
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+LOCAL_PUT_WORKERS = min(4, _usable_cores())
+"""Concurrent local puts (threads), one per core up to 4. Each put gives up the GIL a dozen times (every
+system call, the hashing) and takes it back against the others: on 2 cores, 2 threads ingested 2,000
+files of 256 KiB ~5-12% faster than 4 with half the context switches (alternating runs, 16 each);
+large files, whose puts copy and hash in threads of their own, took the same time."""
 
 LOCAL_SMALL_FILE = 4 * MiB
 """Local files up to this size are read into memory once (hash and write from the same buffer); larger
