@@ -45,8 +45,9 @@ class BlobStore(abc.ABC):
 
     @property
     def put_workers(self) -> int:
-        """How many `put` calls may run at once from threads (`Store.add_many` uses this). 1 unless the
-        backend's puts are thread-safe and spend their time outside the GIL (I/O, hashing)."""
+        """How many `put` calls may run at once (`Store.add_many` makes them in the calling thread and
+        ``put_workers - 1`` helper threads). 1 unless the backend's puts are thread-safe and spend their
+        time outside the GIL (I/O, hashing)."""
         return 1
 
     @abc.abstractmethod
