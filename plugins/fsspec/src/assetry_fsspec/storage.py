@@ -75,11 +75,11 @@ def _usable_cores() -> int:
 
 
 LOCAL_PUT_WORKERS = min(4, _usable_cores())
-"""Concurrent local puts (threads, the calling one included), one per core up to 4. Each put gives up
-the GIL a dozen times (every system call, the hashing) and takes it back against the others: on 2 cores,
-2 put threads ingested 2,000 files of 256 KiB ~5-12% faster than 4, with half the context switches
-(alternating runs, 16 each); large files, whose puts copy and hash in threads of their own, took the
-same time."""
+"""Concurrent local puts, in threads, the calling one included: one per core, up to 4. Each put gives up
+the GIL a dozen times (every system call, the hashing) and takes it back against the others, so on 2
+cores more threads only add context switches: 2,000 files of 256 KiB went faster with the caller and one
+helper than with 2 or 4 helpers beside a waiting caller (bench/notes.md, item 24). Large files, whose
+puts copy and hash in threads of their own, took the same time."""
 
 LOCAL_SMALL_FILE = 4 * MiB
 """Local files up to this size are read into memory once (hash and write from the same buffer); larger
