@@ -6,13 +6,16 @@ I2 no dangling rows: every live row's blob exists.
 I3 reference safety: a blob is deleted only when no live asset references it (and then it is deleted).
 I4 quota: after gc, stored bytes <= quota unless all that is left is protected; the victims are the least
    recently used unprotected assets.
-I7 validation: an invalid draft changes nothing.
+I7 validation: an invalid draft changes nothing; nor does a batch ingest one of whose puts fails, on any of
+   its put threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,13 @@ import attrs
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, multiple, rule
 
 import assetry
 from assetry.digests import digest_bytes
-from assetry.errors import ValidationError
+from assetry.errors import SourceError, ValidationError
 from assetry.model import Filter
+from assetry_fsspec import storage
 
 CONTENTS = [b"alpha" * 10, b"beta" * 50, b"gamma" * 200, b"delta", b"epsilon" * 30]
 LABELS = ["a.png", "b.png", "c.txt"]
@@ -37,6 +41,17 @@ BAD_FIELDS: list[dict[str, Any]] = [
     {"tags": [""]},
     {"embedding": [1.0]},
 ]
+
+
+@contextlib.contextmanager
+def _put_threads(count: int) -> Iterator[None]:
+    """Local puts on ``count`` threads (the caller's included), whatever this machine's cores."""
+    saved = storage.LOCAL_PUT_WORKERS
+    storage.LOCAL_PUT_WORKERS = count
+    try:
+        yield
+    finally:
+        storage.LOCAL_PUT_WORKERS = saved
 
 
 @attrs.define
@@ -86,6 +101,47 @@ class StoreMachine(RuleBasedStateMachine):
         with pytest.raises(ValidationError):
             self.store.add(content + b"-new", **{"label": "fine.txt", **bad})
         assert (self.store.catalog.storage_usage(), sorted(self.store.blobs.iter_blobs())) == before  # I7
+
+    @rule(
+        target=assets,
+        items=st.lists(st.tuples(st.sampled_from(CONTENTS), st.sampled_from(LABELS)), min_size=1, max_size=6),
+        workers=st.integers(1, 4),
+    )
+    def add_many(self, items: list[tuple[bytes, str]], workers: int) -> Any:
+        with _put_threads(workers):
+            report = self.store.add_many([(content, {"label": label}) for content, label in items])
+        for (content, label), asset in zip(items, report.assets, strict=True):
+            existing = [i for i, m in self.model.items() if m.content == content and m.label == label]
+            if existing:  # already there, or earlier in this batch (I8)
+                assert asset.id == existing[0]
+            else:
+                self.model[asset.id] = ModelAsset(content, label, self.tick())
+        return multiple(*{asset.id for asset in report.assets})
+
+    @rule(
+        contents=st.lists(st.sampled_from(CONTENTS), min_size=1, max_size=6),
+        workers=st.integers(1, 4),
+        data=st.data(),
+    )
+    def add_many_with_a_failing_put(self, contents: list[bytes], workers: int, data: st.DataObject) -> None:
+        # Half the items new content (their blobs get written before the failure, on any thread), half
+        # content already stored; one put fails, somewhere in the batch: nothing of the batch stays (I7).
+        items = [content + b"-batch" if i % 2 else content for i, content in enumerate(contents)]
+        failing = items[data.draw(st.integers(0, len(items) - 1), label="failing item")]
+        real_put = self.store.blobs.put
+
+        def put(content: Any) -> Any:
+            with content.open() as reader:
+                if reader.read() == failing:
+                    raise PermissionError(13, "Permission denied")
+            return real_put(content)
+
+        self.store.blobs.put = put  # type: ignore[method-assign]
+        try:
+            with _put_threads(workers), pytest.raises(SourceError, match="cannot read"):
+                self.store.add_many([(item, {"label": "batch.bin"}) for item in items])
+        finally:
+            del self.store.blobs.put
 
     @rule(asset_id=assets)
     def read(self, asset_id: str) -> None:
