@@ -3,6 +3,7 @@ think of leaving the store unchanged."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import json
@@ -410,12 +411,8 @@ def test_ctrl_c_while_blobs_are_stored_leaves_none_of_them(
 
     monkeypatch.setattr(store.blobs, "put", slow_put)
     before = snapshot(store)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (a test runner may ignore it)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            store.add_many([source])
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with _ctrl_c_raises():
+        store.add_many([source])
     _unchanged(store, before)
 
 
@@ -426,11 +423,34 @@ def test_ctrl_c_just_after_a_put_in_the_main_thread_published_its_blob_leaves_no
     # The calling thread makes puts too (all of them with one worker). A real SIGINT sent right after
     # one of its puts has published a blob, before the put returns: the interrupted put is reported by
     # no one, so the ingest must find its blob by the content and remove it with the others.
-    monkeypatch.setattr("assetry_fsspec.storage.LOCAL_PUT_WORKERS", workers)
     source = tmp_path / "batch"
     source.mkdir()
     for i in range(12):
         (source / f"f{i:02}.bin").write_bytes(b"%d" % i * 1000)
+    _interrupt_after_main_put(store, monkeypatch, workers=workers)
+    before = snapshot(store)
+    with _ctrl_c_raises():
+        store.add_many([source])
+    _unchanged(store, before)
+
+
+@contextlib.contextmanager
+def _ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt (a test runner may ignore it), and the block must raise it."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_after_main_put(
+    store: Store, monkeypatch: pytest.MonkeyPatch, *, workers: int = 1, then: Any = None
+) -> None:
+    """Puts on ``workers`` threads, the calling one included; the calling thread's third put sends a
+    real SIGINT once its blob is published (after ``then(content)``)."""
+    monkeypatch.setattr("assetry_fsspec.storage.LOCAL_PUT_WORKERS", workers)
     real_put = store.blobs.put
     main_puts = itertools.count(1)
 
@@ -439,19 +459,50 @@ def test_ctrl_c_just_after_a_put_in_the_main_thread_published_its_blob_leaves_no
         if threading.current_thread() is threading.main_thread() and next(main_puts) == 3:
             assert blob.written
             assert store.blobs.has(blob.digest)
+            if then is not None:
+                then(content)
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(5)  # the KeyboardInterrupt is raised here, in this put
         return blob
 
     monkeypatch.setattr(store.blobs, "put", put_then_interrupted)
+
+
+def test_ctrl_c_after_a_put_finds_its_blob_by_the_digest_cache_without_reading(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "batch"
+    source.mkdir()
+    for i in range(6):
+        (source / f"f{i:02}.bin").write_bytes(b"cached %d " % i * 500)
+    # The cache remembers files that had not changed for a while when the ingest began.
+    monkeypatch.setattr("assetry.digest_cache.RACY_MARGIN_NS", 50_000_000)
+    time.sleep(0.1)
+    store.delete([a.id for a in store.add_many([source]).assets])  # the cache now knows the digests
     before = snapshot(store)
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # (a test runner may ignore it)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            store.add_many([source])
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    # The interrupted put's source is gone before the interrupt: only the cache can name its blob.
+    _interrupt_after_main_put(store, monkeypatch, then=lambda content: content.local_path.unlink())
+    with _ctrl_c_raises():
+        store.add_many([source])
     _unchanged(store, before)
+
+
+def test_ctrl_c_does_not_read_a_large_content_again(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Above REHASH_ON_INTERRUPT a Ctrl-C returns without reading the content again: the blob its put
+    may have published is left (no record refers to it), where hashing could take seconds."""
+    monkeypatch.setattr("assetry.store.REHASH_ON_INTERRUPT", 100)
+    source = tmp_path / "batch"
+    source.mkdir()
+    for i in range(6):
+        (source / f"f{i:02}.bin").write_bytes(b"%d" % i * 1000)
+    _interrupt_after_main_put(store, monkeypatch)
+    with caplog.at_level(logging.DEBUG, logger="assetry.store"), _ctrl_c_raises():
+        store.add_many([source])
+    assert "not hashing it again" in caplog.text
+    assert store.catalog.count(store.filter()) == 0
+    assert len(list(store.blobs.iter_blobs())) == 1  # the interrupted put's, unreferenced
 
 
 def test_keep_adds_the_same_file_twice_in_one_call_as_two_assets(store: Store, tmp_path: Path) -> None:
