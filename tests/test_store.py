@@ -389,16 +389,22 @@ def test_invalid_metadata_names_the_field_and_writes_nothing(
     _unchanged(store, before)
 
 
+def _batch(tmp_path: Path, count: int) -> Path:
+    """A directory of ``count`` small files, each with content of its own."""
+    source = tmp_path / "batch"
+    source.mkdir()
+    for i in range(count):
+        (source / f"f{i:02}.bin").write_bytes(b"%d " % i * 500)
+    return source
+
+
 def test_ctrl_c_while_blobs_are_stored_leaves_none_of_them(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A real SIGINT while the main thread waits for the parallel puts: sent by the fifth put to finish,
     # so it lands mid-batch (never after the ingest, whatever the machine's load), with some blobs
     # written and others still to come (each put is slowed, as on a slow disk).
-    source = tmp_path / "batch"
-    source.mkdir()
-    for i in range(40):
-        (source / f"f{i:02}.bin").write_bytes(b"%d" % i * 1000)
+    source = _batch(tmp_path, 40)
     real_put = store.blobs.put
     finished = itertools.count(1)
 
@@ -423,10 +429,7 @@ def test_ctrl_c_just_after_a_put_in_the_main_thread_published_its_blob_leaves_no
     # The calling thread makes puts too (all of them with one worker). A real SIGINT sent right after
     # one of its puts has published a blob, before the put returns: the interrupted put is reported by
     # no one, so the ingest must find its blob by the content and remove it with the others.
-    source = tmp_path / "batch"
-    source.mkdir()
-    for i in range(12):
-        (source / f"f{i:02}.bin").write_bytes(b"%d" % i * 1000)
+    source = _batch(tmp_path, 12)
     _interrupt_after_main_put(store, monkeypatch, workers=workers)
     before = snapshot(store)
     with _ctrl_c_raises():
@@ -471,10 +474,7 @@ def _interrupt_after_main_put(
 def test_ctrl_c_after_a_put_finds_its_blob_by_the_digest_cache_without_reading(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = tmp_path / "batch"
-    source.mkdir()
-    for i in range(6):
-        (source / f"f{i:02}.bin").write_bytes(b"cached %d " % i * 500)
+    source = _batch(tmp_path, 6)
     # The cache remembers files that had not changed for a while when the ingest began.
     monkeypatch.setattr("assetry.digest_cache.RACY_MARGIN_NS", 50_000_000)
     time.sleep(0.1)
@@ -493,10 +493,7 @@ def test_ctrl_c_does_not_read_a_large_content_again(
     """Above REHASH_ON_INTERRUPT a Ctrl-C returns without reading the content again: the blob its put
     may have published is left (no record refers to it), where hashing could take seconds."""
     monkeypatch.setattr("assetry.store.REHASH_ON_INTERRUPT", 100)
-    source = tmp_path / "batch"
-    source.mkdir()
-    for i in range(6):
-        (source / f"f{i:02}.bin").write_bytes(b"%d" % i * 1000)
+    source = _batch(tmp_path, 6)
     _interrupt_after_main_put(store, monkeypatch)
     with caplog.at_level(logging.DEBUG, logger="assetry.store"), _ctrl_c_raises():
         store.add_many([source])
