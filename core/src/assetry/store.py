@@ -751,7 +751,8 @@ class Store:
         if known is not None:
             return [StoredBlob(digest=known, size=content.size, written=True)]
         if content.size > REHASH_ON_INTERRUPT:
-            log.debug("interrupted storing %s; not hashing it again to find its blob", content.name)
+            name = content.name or "unnamed content"
+            log.debug("interrupted storing %s; not hashing it again to find its blob", name)
             return []
         try:
             with content.open() as reader:
