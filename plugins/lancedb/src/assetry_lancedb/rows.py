@@ -161,20 +161,25 @@ _GETTERS: dict[str, Callable[[Asset], Any]] = {
 _RECORD_FIELDS = tuple(name for name, _ in _ASSET_FIELDS)
 
 
+_RECORD_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"))
+"""One encoder for every record: `json.dumps` with options builds a new one per call."""
+
+
 def encode_record(values: Mapping[str, Any]) -> str:
     """The ``record`` column of one row, as JSON: its field columns' values as `assets_table` stores them,
     except ``parameters`` and ``extra``, given as the mappings themselves (None when empty). Timestamps
     become ISO 8601 text; keys are sorted, so equal records give equal text."""
     packed = {name: values[name] for name in _RECORD_FIELDS}
     packed["created_at"] = packed["created_at"].isoformat()
-    return json.dumps(packed, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"))
+    return _RECORD_JSON.encode(packed)
 
 
 def _records(assets: Sequence[Asset], columns: Mapping[str, list[Any]]) -> list[str]:
     """The ``record`` column of a batch, from its already computed field columns."""
+    fields = [(name, columns[name]) for name in _RECORD_FIELDS]
     records = []
     for i, asset in enumerate(assets):
-        values = {name: columns[name][i] for name in _RECORD_FIELDS}
+        values = {name: column[i] for name, column in fields}
         values["parameters"] = asset.provenance.parameters or None
         values["extra"] = asset.extra or None
         records.append(encode_record(values))
