@@ -401,9 +401,9 @@ def _batch(tmp_path: Path, count: int) -> Path:
 def test_ctrl_c_while_blobs_are_stored_leaves_none_of_them(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A real SIGINT while the main thread waits for the parallel puts: sent by the fifth put to finish,
-    # so it lands mid-batch (never after the ingest, whatever the machine's load), with some blobs
-    # written and others still to come (each put is slowed, as on a slow disk).
+    # A real SIGINT while the puts run (the calling thread's among them): sent by the fifth put to
+    # finish, so it lands mid-batch (never after the ingest, whatever the machine's load), with some
+    # blobs written and others still to come (each put is slowed, as on a slow disk).
     source = _batch(tmp_path, 40)
     real_put = store.blobs.put
     finished = itertools.count(1)
